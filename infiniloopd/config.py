@@ -248,11 +248,7 @@ def _show(value: Any) -> str:
     elif isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, (dict, list)):
-        text = "a mapping" if isinstance(value, dict) else "a list"
-        try:
-            text = json.dumps(value, ensure_ascii=False, default=str)
-        except (TypeError, ValueError):
-            pass
+        text = json.dumps(value, ensure_ascii=False, default=str)
     else:
         text = str(value)
     return text if len(text) <= 60 else text[:57] + "..."
