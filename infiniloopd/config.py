@@ -224,7 +224,9 @@ class ControlConfig:
 
 @dataclass
 class Config:
-    prompt: str = _k(DEFAULT_PROMPT, Text("a non-empty prompt of at most 1000 chars", True, 1000))
+    prompt: str = _k(
+        DEFAULT_PROMPT, Text("a non-empty prompt of at most 1000 characters", max_len=1000)
+    )
     log_level: str = _k("info", Choice("one of debug, info, warning, error", choices=LOG_LEVELS))
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

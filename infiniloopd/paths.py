@@ -74,6 +74,8 @@ def ensure_private_dir(path: Path) -> Path:
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = path.lstat()
+    except FileExistsError:
+        raise UserError(f"{path}: expected a directory, found a file") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot create directory: {exc.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
