@@ -1,0 +1,188 @@
+"""The built-in `synth` generator: composer -> FluidSynth (or numpy) -> finishing fx -> WAV."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy import signal
+
+from infiniloopd.errors import UserError
+
+from . import fx, render_numpy
+from .composer import Score, _digest, compose, normalize_prompt
+from .render_fluid import FluidRenderer
+
+log = logging.getLogger(__name__)
+
+SR = 32000  # what MusicGen writes, so the pipeline cannot tell the two apart
+SF2_DIR = Path("/usr/share/sounds/sf2")
+# Debian's packages: fluid-soundfont-gm (the good one), timgm6mb-soundfont (the small
+# one), and the default-GM.sf2 alternative that either of them (or the admin) provides.
+DEFAULT_SOUNDFONTS: tuple[Path, ...] = (
+    SF2_DIR / "FluidR3_GM.sf2",
+    SF2_DIR / "TimGM6mb.sf2",
+    SF2_DIR / "default-GM.sf2",
+)
+INSTALL_HINT = "apt-get install fluid-soundfont-gm"
+
+
+class SynthGenerator:
+    """Procedural music from a prompt, rendered with a General MIDI SoundFont.
+
+    `soundfont` None searches `search` (Debian's SoundFonts); when none is found, or
+    FluidSynth cannot be loaded, it renders with plain numpy instead and says so in one
+    warning. The SoundFont is loaded lazily (in the worker thread of the first clip) or
+    by `load()`.
+    """
+
+    name = "synth"
+
+    def __init__(
+        self, soundfont: Path | None = None, *, search: Sequence[Path] = DEFAULT_SOUNDFONTS
+    ) -> None:
+        if soundfont is not None:
+            soundfont = Path(soundfont).expanduser()
+            if not soundfont.is_file():
+                raise UserError(f"generator.soundfont: no such file: {soundfont}")
+            self._explicit = True
+            self._soundfont: Path | None = soundfont
+        else:
+            self._explicit = False
+            self._soundfont = next((p for p in search if p.is_file()), None)
+            self._searched = tuple(search)
+        self._lock = threading.Lock()
+        self._fluid: FluidRenderer | None = None
+        self._loaded = False
+
+    @property
+    def model(self) -> str:
+        """The SoundFont's stem, or "numpy" for the fallback synthesizer."""
+        return self._soundfont.stem if self._soundfont is not None else "numpy"
+
+    @property
+    def soundfont(self) -> Path | None:
+        return self._soundfont
+
+    def load(self) -> None:
+        """Load FluidSynth and the SoundFont now, or settle on numpy (warns once)."""
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            if self._soundfont is None:
+                where = ", ".join(str(p) for p in self._searched) or "nowhere"
+                log.warning(
+                    "synth: no General MIDI SoundFont found (looked for %s); using "
+                    "the plain numpy synthesizer; for real instruments: %s",
+                    where,
+                    INSTALL_HINT,
+                )
+                return
+            try:
+                self._fluid = FluidRenderer(self._soundfont, SR)
+            except (ImportError, OSError) as e:
+                log.warning(
+                    "synth: FluidSynth unavailable (%s); using the plain numpy "
+                    "synthesizer; for real instruments: apt-get install "
+                    "libfluidsynth3 fluid-soundfont-gm and pip install pyfluidsynth",
+                    str(e).splitlines()[0] if str(e) else type(e).__name__,
+                )
+                self._soundfont = None
+            except RuntimeError as e:
+                if self._explicit:
+                    raise UserError(
+                        f"generator.soundfont: FluidSynth cannot load {self._soundfont}"
+                    ) from e
+                log.warning(
+                    "synth: %s; using the plain numpy synthesizer; try: %s", e, INSTALL_HINT
+                )
+                self._soundfont = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fluid is not None:
+                self._fluid.close()
+                self._fluid = None
+            self._loaded = False
+
+    def compose(self, prompt: str, seconds: float, seed: int) -> Score:
+        """The score a clip is rendered from (what the music claims to be)."""
+        return compose(prompt, seconds, seed)
+
+    def render(
+        self,
+        prompt: str,
+        seconds: float,
+        seed: int,
+        sr: int = SR,
+        report: Callable[[float], None] | None = None,
+    ) -> np.ndarray:
+        """Render one clip: mono float32, exactly round(seconds * sr) samples."""
+        if not (isinstance(seconds, int | float) and 0 < seconds <= 600):
+            raise UserError(
+                f"generator.seconds: expected seconds between 0 and 600, got {seconds!r}"
+            )
+        self.load()
+        frames = int(round(seconds * sr))
+        score = compose(prompt, seconds, seed)
+        if report:
+            report(0.1)
+        rng = np.random.default_rng(
+            [_digest(normalize_prompt(prompt)) & 0xFFFFFFFF, seed & 0xFFFFFFFF, 2]
+        )
+        if self._fluid is not None:
+            native = int(round(seconds * self._fluid.sr))
+            dry = self._fluid.render(score, native)
+            if sr != self._fluid.sr:
+                dry = signal.resample_poly(dry, sr, self._fluid.sr).astype(np.float32)
+                dry = np.pad(dry, (0, max(frames - len(dry), 0)))[:frames]
+        else:
+            dry = render_numpy.render(score, frames, sr, rng)
+        if report:
+            report(0.6)
+        out = fx.finish(dry, sr, score.fx, rng)
+        if report:
+            report(0.85)
+        return out
+
+    async def generate(
+        self,
+        prompt: str,
+        seconds: float,
+        out: Path,
+        progress: Callable[[float], None],
+        *,
+        seed: int,
+    ) -> Path:
+        """Write a 32 kHz mono float WAV of `seconds` to `out` (atomically); return `out`."""
+        loop = asyncio.get_running_loop()
+
+        def report(fraction: float) -> None:
+            loop.call_soon_threadsafe(progress, fraction)
+
+        progress(0.0)
+        audio = await asyncio.to_thread(self.render, prompt, seconds, seed, SR, report)
+        out = Path(out)
+        await asyncio.to_thread(_write_atomic, out, audio, SR)
+        progress(1.0)
+        return out
+
+
+def _write_atomic(path: Path, audio: np.ndarray, sr: int) -> None:
+    """Temp file in the same directory, fsync, rename: readers never see half a WAV."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with sf.SoundFile(tmp, "w", samplerate=sr, channels=1, format="WAV", subtype="FLOAT") as f:
+            f.write(audio)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
