@@ -1,0 +1,335 @@
+"""The control server: a ZeroMQ request socket with a command table, and an event socket.
+
+Requests arrive on a ROUTER socket, which speaks the REQ/REP protocol to `infiniloopctl`
+(a REQ socket) but lets a slow command (`save` writes a file) finish in the background
+while other requests keep being answered. Every request is validated against the
+command's declared arguments; anything wrong gets an error reply with a code, never an
+exception that stops the server. Handlers run on the event loop and must be quick; a
+handler that has to wait returns an awaitable and replies when it is done.
+
+Events go out on a PUB socket with a sequence number; the last ones are kept so a
+subscriber that sees a gap can fetch what it missed (`events` command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from infiniloopd import protocol
+from infiniloopd.errors import UserError
+from infiniloopd.protocol import ProtocolError
+
+log = logging.getLogger(__name__)
+
+Result = dict[str, Any]
+Handler = Callable[[dict[str, Any]], "Result | Awaitable[Result]"]
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One declared argument of a command.
+
+    kind: "str" (text), "float", "int", "bool", "step" (a number or a "+N"/"-N" string,
+    as in `volume +5`), "path".
+    """
+
+    name: str
+    kind: str = "str"
+    required: bool = False
+    lo: float = -math.inf
+    hi: float = math.inf
+    max_len: int = 1000
+    choices: tuple[str, ...] = ()
+
+    def expected(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.kind in ("float", "int", "step"):
+            what = "an integer" if self.kind == "int" else "a number"
+            rng = f" between {self.lo:g} and {self.hi:g}" if math.isfinite(self.hi) else ""
+            if self.kind == "step":
+                return f"{what}{rng}, or +N / -N"
+            return what + rng
+        if self.kind == "bool":
+            return "true or false"
+        return f"text of at most {self.max_len} characters"
+
+    def convert(self, value: Any) -> Any:
+        """The value converted and range-checked; raises ValueError on anything else."""
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if self.kind in ("str", "path"):
+            if not isinstance(value, str) or "\0" in value or len(value) > self.max_len:
+                raise ValueError
+            if (self.kind == "path" or self.choices or self.required) and not value.strip():
+                raise ValueError
+            if self.choices and value not in self.choices:
+                raise ValueError
+            return value
+        if self.kind == "step" and isinstance(value, str):
+            text = value.strip()
+            if len(text) > 20 or not text or text[0] not in "+-":
+                raise ValueError
+            delta = float(text)  # ValueError for junk
+            if not math.isfinite(delta) or abs(delta) > self.hi - self.lo:
+                raise ValueError
+            return ("delta", delta)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError
+        if not math.isfinite(value) or not self.lo <= value <= self.hi:
+            raise ValueError
+        if self.kind == "int":
+            if not float(value).is_integer():
+                raise ValueError
+            return int(value)
+        return float(value)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    handler: Handler
+    args: tuple[Arg, ...] = ()
+    help: str = ""
+
+
+def validate(command: Command, args: dict[str, Any]) -> dict[str, Any]:
+    """The request's args converted per the command's declaration; ProtocolError if not."""
+    known = {a.name: a for a in command.args}
+    for key in args:
+        if key not in known:
+            names = ", ".join(known) or "none"
+            raise ProtocolError(
+                protocol.BAD_ARGUMENT,
+                f"{command.name}: unknown argument {str(key)[:40]!r} (arguments: {names})",
+            )
+    out: dict[str, Any] = {}
+    for arg in command.args:
+        if arg.name not in args or args[arg.name] is None:
+            if arg.required:
+                raise ProtocolError(
+                    protocol.BAD_ARGUMENT, f"{command.name}: missing {arg.name} ({arg.expected()})"
+                )
+            out[arg.name] = None
+            continue
+        value = args[arg.name]
+        try:
+            out[arg.name] = arg.convert(value)
+        except (ValueError, TypeError, OverflowError):
+            shown = repr(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise ProtocolError(
+                protocol.BAD_ARGUMENT,
+                f"{command.name}: {arg.name}: expected {arg.expected()}, got {shown}",
+            ) from None
+    return out
+
+
+@dataclass
+class _Pending:
+    tasks: set[asyncio.Task] = field(default_factory=set)
+
+
+class ControlServer:
+    """Serves the command table on `endpoints.control` and publishes on `endpoints.events`."""
+
+    def __init__(
+        self,
+        endpoints: protocol.Endpoints,
+        commands: dict[str, Command],
+        *,
+        curve_secret: bytes | None = None,
+        keep_events: int = 1000,
+    ) -> None:
+        self.endpoints = endpoints
+        self.commands = commands
+        self._curve_secret = curve_secret
+        self._ctx = zmq.asyncio.Context()
+        # PUB sends never block (they drop at the high-water mark), so a plain socket
+        # on the same context is simplest for publishing from synchronous code.
+        self._sync_ctx = zmq.Context(shadow=self._ctx.underlying)
+        self._rep: zmq.asyncio.Socket | None = None
+        self._pub: zmq.Socket | None = None
+        self._seq = 0
+        self._recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep_events)
+        self._pending = _Pending()
+        self._closed = False
+        self.requests = 0
+        self.errors = 0
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    # --- sockets --------------------------------------------------------------------
+
+    def _secure(self, sock: zmq.Socket, endpoint: str) -> None:
+        if not endpoint.startswith("tcp://"):
+            return
+        if self._curve_secret is None:
+            raise UserError(f"{endpoint}: a tcp:// endpoint needs control.curve_secret_key_file")
+        sock.curve_secretkey = self._curve_secret
+        sock.curve_publickey = zmq.curve_public(self._curve_secret)
+        sock.curve_server = True
+
+    def _bind(self, sock: zmq.Socket, endpoint: str) -> None:
+        path = protocol.ipc_path(endpoint)
+        if path is not None:
+            # We hold the daemon lock, so a socket file left here is stale.
+            path.unlink(missing_ok=True)
+        old_umask = os.umask(0o077)  # the socket file is born 0600, no window
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            raise UserError(f"{endpoint}: cannot bind the control socket: {exc}") from None
+        finally:
+            os.umask(old_umask)
+        if path is not None:
+            os.chmod(path, 0o600)
+
+    def start(self) -> None:
+        """Bind both sockets; raises UserError when an endpoint cannot be used."""
+        rep = self._ctx.socket(zmq.ROUTER)
+        rep.setsockopt(zmq.LINGER, 0)
+        rep.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+        rep.setsockopt(zmq.RCVHWM, 1000)
+        # A reply to a peer that has gone away is dropped instead of raising.
+        rep.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self._secure(rep, self.endpoints.control)
+        pub = self._sync_ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.setsockopt(zmq.SNDHWM, 10000)
+        pub.setsockopt(zmq.MAXMSGSIZE, 1024)  # subscribers have nothing to say
+        self._secure(pub, self.endpoints.events)
+        try:
+            self._bind(rep, self.endpoints.control)
+            self._bind(pub, self.endpoints.events)
+        except BaseException:
+            rep.close(0)
+            pub.close(0)
+            raise
+        self._rep, self._pub = rep, pub
+        log.info("control socket %s, events %s", self.endpoints.control, self.endpoints.events)
+
+    def close(self) -> None:
+        """Close the sockets and remove their files."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._pending.tasks):
+            task.cancel()
+        for sock in (self._rep, self._pub):
+            if sock is not None:
+                sock.close(0)
+        for path in (self.endpoints.control_path, self.endpoints.events_path):
+            if path is not None:
+                path.unlink(missing_ok=True)
+        self._ctx.term()
+
+    # --- events ---------------------------------------------------------------------
+
+    def publish(self, name: str, data: dict[str, Any] | None = None) -> int:
+        """Announce an event; call from the event loop's thread. Returns its seq."""
+        self._seq += 1
+        when = time.time()
+        event = {"v": protocol.VERSION, "seq": self._seq, "event": name, "data": data or {}}
+        event["time"] = when
+        self._recent.append(event)
+        if self._pub is not None and not self._closed:
+            payload = protocol.encode_event(self._seq, name, data or {}, when)
+            try:
+                self._pub.send_multipart([protocol.EVENT_TOPIC, payload], flags=zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                log.debug("event %s not published: %s", name, exc)
+        return self._seq
+
+    def events_since(self, seq: int) -> list[dict[str, Any]]:
+        return [e for e in self._recent if e["seq"] > seq]
+
+    # --- requests -------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Answer requests until the server is closed."""
+        assert self._rep is not None, "start() first"
+        while not self._closed:
+            try:
+                frames = await self._rep.recv_multipart()
+            except (zmq.ZMQError, asyncio.CancelledError):
+                if self._closed:
+                    return
+                raise
+            self._dispatch(frames)
+
+    def _dispatch(self, frames: list[bytes]) -> None:
+        self.requests += 1
+        # ROUTER frames: [identity, ..., b"", body...] from REQ peers. A peer that
+        # sends no delimiter is not REQ; answer it without one.
+        try:
+            cut = frames.index(b"", 1) + 1
+        except ValueError:
+            cut = 1
+        envelope, body = frames[:cut], frames[cut:]
+        try:
+            cmd, raw_args = protocol.decode_request(body)
+            command = self.commands.get(cmd)
+            if command is None:
+                raise ProtocolError(
+                    protocol.UNKNOWN_COMMAND, f"unknown command {cmd[:40]!r} (try `help`)"
+                )
+            args = validate(command, raw_args)
+            result = command.handler(args)
+        except Exception as exc:  # every failure becomes a reply; the server keeps going
+            self._reply(envelope, self._error_reply(frames, exc))
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(self._finish(envelope, cmd, result))
+            self._pending.tasks.add(task)
+            task.add_done_callback(self._pending.tasks.discard)
+            return
+        self._reply(envelope, protocol.encode_ok(result))
+
+    async def _finish(self, envelope: list[bytes], cmd: str, awaitable: Awaitable[Result]) -> None:
+        try:
+            reply = protocol.encode_ok(await awaitable)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reply = self._error_reply([cmd.encode()], exc)
+        self._reply(envelope, reply)
+
+    def _error_reply(self, frames: list[bytes], exc: Exception) -> bytes:
+        self.errors += 1
+        if isinstance(exc, ProtocolError):
+            return protocol.encode_error(exc.code, str(exc))
+        if isinstance(exc, UserError):
+            return protocol.encode_error(protocol.FAILED, str(exc))
+        log.exception("bug while handling a request (%d frames)", len(frames))
+        return protocol.encode_error(
+            protocol.INTERNAL, f"internal error: {type(exc).__name__}: {exc} (see the daemon log)"
+        )
+
+    def _reply(self, envelope: list[bytes], payload: bytes) -> None:
+        if self._rep is None or self._closed:
+            return
+        # Never waits: ROUTER drops a reply it cannot route (peer gone, queue full).
+        future = self._rep.send_multipart([*envelope, payload])
+        future.add_done_callback(_log_send_failure)
+
+
+def _log_send_failure(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("reply dropped: %s", future.exception())

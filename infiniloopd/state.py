@@ -1,0 +1,128 @@
+"""What the user changed at run time, kept across restarts in state.json.
+
+Written atomically (temp file, fsync, rename). A state file that cannot be read is
+renamed aside with a warning and the daemon starts from its config: losing the
+last volume is better than refusing to play.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infiniloopd import paths
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+# Generator settings that may be changed at run time (and so are persisted).
+GENERATOR_KEYS = ("backend", "model", "seconds")
+
+
+@dataclass
+class State:
+    prompt: str | None = None
+    preset: str | None = None
+    volume: int | None = None  # 0..100
+    paused: bool = False
+    crossfade: float | None = None
+    min_play: float | None = None
+    generator: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    saved_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def state_path() -> Path:
+    return paths.state_dir() / STATE_FILE
+
+
+def _number(value: Any, lo: float, hi: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value) or not lo <= value <= hi:
+        return None
+    return value
+
+
+def from_json(data: Any) -> State:
+    """A State from parsed JSON; values that are missing or invalid are left at defaults."""
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    st = State()
+    if isinstance(data.get("prompt"), str) and data["prompt"].strip():
+        st.prompt = data["prompt"][:1000]
+    if isinstance(data.get("preset"), str):
+        st.preset = data["preset"]
+    vol = _number(data.get("volume"), 0, 100)
+    st.volume = None if vol is None else int(vol)
+    st.paused = data.get("paused") is True
+    st.crossfade = _number(data.get("crossfade"), 0, 60)
+    st.min_play = _number(data.get("min_play"), 0, 86400)
+    gen = data.get("generator")
+    if isinstance(gen, dict):
+        st.generator = {k: v for k, v in gen.items() if k in GENERATOR_KEYS}
+    if isinstance(data.get("stats"), dict):
+        st.stats = data["stats"]
+    st.saved_at = _number(data.get("saved_at"), 0, math.inf)
+    return st
+
+
+def load_state(path: Path | None = None) -> State:
+    """The saved state, or a fresh one if there is none or it is unreadable."""
+    path = path or state_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return State()
+    except OSError as exc:
+        log.warning("%s: cannot read state (%s); starting from the config", path, exc.strerror)
+        return State()
+    try:
+        return from_json(json.loads(text))
+    except (ValueError, RecursionError) as exc:
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        try:
+            os.replace(path, aside)
+            where = f"moved to {aside}"
+        except OSError as err:
+            where = f"could not move it aside: {err.strerror}"
+        log.warning("%s: corrupt state file (%s), %s; starting from the config", path, exc, where)
+        return State()
+
+
+def save_state(state: State, path: Path | None = None) -> Path:
+    """Write the state atomically; returns the path written."""
+    path = path or state_path()
+    paths.ensure_dir(path.parent)
+    state.saved_at = time.time()
+    data = json.dumps(state.to_json(), indent=2, sort_keys=True, default=str) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass  # the rename is done; a directory fsync is only extra safety
+    return path
