@@ -1,0 +1,369 @@
+"""Find loop points: whole bars of music whose seam is as good as the music allows.
+
+Plan: track beats on a 16 kHz mono copy; summarise each beat by chroma, MFCC, level and
+its sub-beat onset pattern; compare every beat with every other as one distance matrix;
+score each (start beat, length) pair by the distances of a few beats before and after
+the two seams (the music must continue from the end into the start as it did from
+before the start into the start); choose the longest loop within a tolerance of the
+best; then refine the end to the sample, first by aligning the log-mel spectrogram
+around the two seams, then by waveform cross-correlation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .beats import estimate_period, grid, track_beats
+from .errors import AnalysisError
+from .features import ANALYSIS_RATE, Frames, frame_features
+from .resample import resample
+from .validate import to_mono, validate_clip
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CROSSFADE_MS = 30.0
+
+# seam context: beats compared before (negative) and after the seam, nearer ones weigh more
+_OFFSETS = np.arange(-4, 4)
+_WEIGHTS = np.exp(-np.abs(_OFFSETS + 0.5) / 2.5)
+# feature blocks and their share of the beat distance
+_W_CHROMA, _W_MFCC, _W_LEVEL, _W_ONSET = 0.35, 0.35, 0.15, 0.15
+_SUBBEATS = 4
+# loops whose score is within this of the best count as equally good: take the longest
+_TOLERANCE = 0.06
+_DOWNBEAT_BONUS = 0.02
+_MISSING_PENALTY = 0.25  # per unit weight of seam context that falls outside the clip
+_FADE_DB = 9.0  # beats this far under the median level at the clip's edges are a fade
+_METER_MIN_GAIN = 0.04  # how much more alike beats a bar apart must be to trust a meter
+
+
+@dataclass(frozen=True)
+class LoopPoints:
+    """A loop region of a clip: samples start..end (exclusive) repeat seamlessly."""
+
+    start: int
+    end: int
+    sr: int
+    score: float  # seam similarity: 1 = identical context, 0 = like two random beats
+    bpm: float
+    beats: int  # loop length in beats
+    beats_per_bar: int  # 3 or 4 when a meter was found, else 1
+    bars: int  # loop length in bars (beats when no meter was found)
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start) / self.sr
+
+
+@dataclass(frozen=True)
+class _Beats:
+    frames: np.ndarray  # beat positions in analysis frames
+    period: float  # median beat period in frames
+    tracked: bool  # False when the grid is synthetic (no pulse found)
+
+
+def _find_beats(f: Frames) -> _Beats:
+    n = f.onset.size
+    period = estimate_period(f.onset, f.hop_seconds)
+    beats = track_beats(f.onset, period)
+    tracked = beats.size >= 4
+    if not tracked:
+        beats = grid(n, period)
+    else:
+        period = float(np.median(np.diff(beats)))
+        # extend the tracked beats over the whole clip so loops may use all of it
+        head = beats[0] - period * np.arange(int(beats[0] // period), 0, -1)
+        tail = beats[-1] + period * np.arange(1, int((n - 1 - beats[-1]) // period) + 1)
+        beats = np.concatenate([np.round(head), beats, np.round(tail)]).astype(np.int64)
+    beats = np.unique(np.clip(beats, 0, n - 1))
+    return _Beats(beats, period, tracked)
+
+
+def _sync(m: np.ndarray, beats: np.ndarray) -> np.ndarray:
+    """Mean of each feature row over each beat's frames: (rows, n_beats)."""
+    counts = np.diff(np.append(beats, m.shape[1])).astype(np.float64)
+    return np.add.reduceat(m, beats, axis=1) / np.maximum(counts, 1.0)
+
+
+def _pairwise_sq(a: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances between the columns of a."""
+    g = a.T @ a
+    d = np.diag(g)
+    return np.maximum(d[:, None] + d[None, :] - 2.0 * g, 0.0)
+
+
+def _robust_scale(d: np.ndarray) -> np.ndarray:
+    off = d[~np.eye(d.shape[0], dtype=bool)]
+    med = float(np.median(off)) if off.size else 0.0
+    return d / med if med > 1e-12 else np.zeros_like(d)
+
+
+def _beat_distance(f: Frames, b: _Beats) -> tuple[np.ndarray, np.ndarray]:
+    """(n_beats, n_beats) distance, median 1 off the diagonal, and per-beat level in dB."""
+    beats = b.frames
+    chroma = _sync(f.chroma, beats)
+    chroma /= np.maximum(np.linalg.norm(chroma, axis=0, keepdims=True), 1e-9)
+    d_chroma = np.maximum(1.0 - chroma.T @ chroma, 0.0)
+
+    mfcc = _sync(f.mfcc, beats)
+    mfcc = (mfcc - mfcc.mean(axis=1, keepdims=True)) / (mfcc.std(axis=1, keepdims=True) + 1e-6)
+    d_mfcc = np.sqrt(_pairwise_sq(mfcc))
+
+    energy = _sync(10.0 ** (f.level_db[None, :] / 10.0), beats)[0]
+    level = 10.0 * np.log10(np.maximum(energy, 1e-12))
+    d_level = np.abs(level[:, None] - level[None, :])
+
+    # onset pattern inside each beat: the envelope's max near each sub-beat position
+    n = f.onset.size
+    ibi = np.diff(np.append(beats, beats[-1] + b.period))
+    pos = beats[:, None] + ibi[:, None] * (np.arange(_SUBBEATS)[None, :] / _SUBBEATS)
+    idx = np.clip(np.round(pos).astype(np.int64)[..., None] + np.arange(-1, 2), 0, n - 1)
+    pattern = f.onset[idx].max(axis=2).T  # (_SUBBEATS, n_beats)
+    d_onset = np.sqrt(_pairwise_sq(pattern))
+
+    d = (
+        _W_CHROMA * _robust_scale(d_chroma)
+        + _W_MFCC * _robust_scale(d_mfcc)
+        + _W_LEVEL * _robust_scale(d_level)
+        + _W_ONSET * _robust_scale(d_onset)
+    )
+    return d, level
+
+
+def _lag_similarity(d: np.ndarray, max_lag: int) -> np.ndarray:
+    """Mean similarity (1 - distance) of beats `lag` apart, for lag 0..max_lag."""
+    nb = d.shape[0]
+    out = np.full(max_lag + 1, np.nan)
+    for lag in range(1, min(max_lag, nb - 1) + 1):
+        out[lag] = 1.0 - float(np.mean(np.diagonal(d, offset=lag)))
+    return out
+
+
+def _meter(d: np.ndarray) -> int:
+    """Beats per bar: 4 or 3 when beats a bar apart are clearly more alike, else 1."""
+    nb = d.shape[0]
+    max_lag = min(nb // 2, 36)
+    if max_lag < 8:
+        return 1
+    s = _lag_similarity(d, max_lag)
+    lags = np.arange(max_lag + 1)
+    base = np.nanmean(s[1:])
+    m4 = np.nanmean(s[(lags % 4 == 0) & (lags > 0)])
+    m3 = np.nanmean(s[(lags % 3 == 0) & (lags % 4 != 0) & (lags > 0)])
+    meter, gain = (4, m4 - base) if m4 >= m3 else (3, m3 - base)
+    return meter if gain >= _METER_MIN_GAIN else 1
+
+
+def _downbeat_phase(d: np.ndarray, f: Frames, beats: np.ndarray, meter: int) -> int:
+    """Which beat phase (mod meter) starts the bars: where harmony changes and accents fall."""
+    if meter <= 1:
+        return 0
+    change = np.zeros(beats.size)
+    change[1:] = np.diagonal(d, offset=1)
+    accent = f.onset[beats]
+    z = (change - change.mean()) / (change.std() + 1e-9) + (accent - accent.mean()) / (
+        accent.std() + 1e-9
+    )
+    phase_score = [np.mean(z[p::meter]) if z[p::meter].size else -np.inf for p in range(meter)]
+    return int(np.argmax(phase_score))
+
+
+def _seam_scores(d: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """score[l, a]: similarity of the context of beat a and of beat a + lags[l].
+
+    Distances are averaged over _OFFSETS around the seam (weighted); context that falls
+    outside the clip is left out of the average and costs _MISSING_PENALTY per weight.
+    """
+    nb = d.shape[0]
+    a = np.arange(nb)[None, :, None]
+    k = _OFFSETS[None, None, :]
+    i = a + k
+    j = i + lags[:, None, None]
+    ok = (i >= 0) & (j < nb)
+    vals = d[np.clip(i, 0, nb - 1), np.clip(j, 0, nb - 1)]
+    w = np.where(ok, _WEIGHTS[None, None, :], 0.0)
+    wsum = w.sum(axis=2)
+    mean = (vals * w).sum(axis=2) / np.maximum(wsum, 1e-9)
+    missing = 1.0 - wsum / _WEIGHTS.sum()
+    return 1.0 - mean - _MISSING_PENALTY * missing
+
+
+def _fade_bounds(level: np.ndarray) -> tuple[int, int]:
+    """First and last beat at a normal level: what lies outside is a fade-in/out or silence."""
+    loud = np.flatnonzero(level >= np.median(level) - _FADE_DB)
+    return int(loud[0]), int(loud[-1])
+
+
+def find_loop(
+    y: np.ndarray,
+    sr: int,
+    *,
+    min_seconds: float = 3.0,
+    max_seconds: float | None = None,
+    crossfade_ms: float = DEFAULT_CROSSFADE_MS,
+) -> LoopPoints:
+    """Find the best seamless loop in y ((frames,) or (frames, channels) float audio).
+
+    The loop is a whole number of bars when a meter is found (else of beats), between
+    min_seconds and max_seconds long, and leaves crossfade_ms of audio after its end
+    for render_loop. Raises AnalysisError for audio that cannot be looped.
+    """
+    a = validate_clip(y, sr, min_seconds=min_seconds)
+    mono = to_mono(a)
+    n = mono.size
+    if max_seconds is not None and max_seconds < min_seconds:
+        raise AnalysisError(
+            f"max length {max_seconds:g} s is shorter than min length {min_seconds:g} s"
+        )
+    xf = int(round(crossfade_ms * 1e-3 * sr))
+    margin = int(0.012 * sr)  # room for the sample-level search around the end
+    pre = xf + int(0.005 * sr)  # cut this far before the beat, so attacks stay whole
+
+    x16 = resample(mono, sr, ANALYSIS_RATE) if sr != ANALYSIS_RATE else mono
+    f = frame_features(x16)
+    b = _find_beats(f)
+    beat_s = b.frames * f.hop_seconds  # beat times in seconds
+    nb = beat_s.size
+    d, level = _beat_distance(f, b)
+    bpm = 60.0 / (b.period * f.hop_seconds)
+
+    meter = _meter(d) if b.tracked else 1
+    phase = _downbeat_phase(d, f, b.frames, meter)
+
+    starts = np.round(beat_s * sr).astype(np.int64) - pre
+    lo_fade, hi_fade = _fade_bounds(level)
+    max_s = max_seconds if max_seconds is not None else np.inf
+    candidates = None
+    for step, use_fade in ((meter, True), (meter, False), (1, True), (1, False)):
+        lags = np.arange(step, nb, step)
+        if lags.size == 0:
+            continue
+        sc = _seam_scores(d, lags)
+        ai = np.arange(nb)[None, :]
+        bi = ai + lags[:, None]
+        bic = np.clip(bi, 0, nb - 1)
+        length = (beat_s[bic] - beat_s[ai]) * sr
+        ok = (bi < nb) & (starts[ai] >= 0) & (starts[bic] + xf + margin <= n)
+        ok &= (length >= min_seconds * sr + margin) & (length <= max_s * sr - margin)
+        if use_fade:
+            ok &= (ai >= lo_fade) & (bi <= hi_fade + 1)
+        if not ok.any():
+            continue
+        bonus = np.where((ai - phase) % max(meter, 1) == 0, _DOWNBEAT_BONUS, 0.0)
+        candidates = (lags, np.where(ok, sc + bonus, -np.inf), step)
+        break
+    if candidates is None:
+        return _fallback(mono, sr, min_seconds, max_seconds, xf, margin, bpm, d.size > 0)
+
+    lags, sc, step = candidates
+    best = float(sc.max())
+    good = np.argwhere(sc >= best - _TOLERANCE)
+    # longest loop among the good ones; among equally long ones the best scoring
+    lens = lags[good[:, 0]]
+    top = good[lens == lens.max()]
+    li, ai = top[np.argmax(sc[top[:, 0], top[:, 1]])]
+    bi = ai + lags[li]
+    start = int(max(0, starts[ai]))
+    coarse_end = start + int(round((beat_s[bi] - beat_s[ai]) * sr))
+    end = _refine_end(mono, sr, f, b.frames[ai], b.frames[bi], start, coarse_end, b.period, xf)
+    end = int(min(max(end, start + int(min_seconds * sr)), n - xf))
+    beats = int(lags[li])
+    bpb = step if step > 1 else 1
+    return LoopPoints(
+        start=start,
+        end=end,
+        sr=int(sr),
+        score=float(sc[li, ai]),
+        bpm=float(bpm),
+        beats=beats,
+        beats_per_bar=bpb,
+        bars=beats // bpb,
+    )
+
+
+def _refine_end(
+    mono: np.ndarray,
+    sr: int,
+    f: Frames,
+    fa: int,
+    fb: int,
+    start: int,
+    end: int,
+    period: float,
+    xf: int,
+) -> int:
+    """Move end so the audio around it lines up with the audio around start."""
+    hop = f.hop_seconds * sr
+    # 1) spectrogram alignment over about a beat either side, to a fraction of a frame
+    k = int(max(4, round(period)))
+    r = 4
+    t = f.logmel.shape[1]
+    lo = max(0, fa - k, fa - fb + r)
+    hi = min(t, fa + k, t - (fb - fa) - r)
+    if hi - lo >= 4:
+        ref = f.logmel[:, lo:hi]
+        cost = np.array(
+            [
+                np.mean(np.abs(f.logmel[:, lo + fb - fa + s : hi + fb - fa + s] - ref))
+                for s in range(-r, r + 1)
+            ]
+        )
+        i = int(np.argmin(cost))
+        shift = float(i - r)
+        if 0 < i < cost.size - 1:
+            c0, c1, c2 = cost[i - 1], cost[i], cost[i + 1]
+            den = c0 - 2 * c1 + c2
+            if den > 0:
+                shift += 0.5 * (c0 - c2) / den
+        end = int(round(end + shift * hop))
+
+    # 2) waveform: the end whose surroundings correlate best with the start's
+    w = int(0.020 * sr)
+    rr = int(0.6 * hop)
+    n = mono.size
+    s0, s1 = max(0, start - w), min(n, start + w + xf)
+    e_lo = max(end - rr, start - s0)
+    e_hi = min(end + rr, n - (s1 - start))
+    if e_hi <= e_lo or s1 - s0 < 8:
+        return end
+    ref = mono[s0:s1].astype(np.float64)
+    seg = mono[e_lo - (start - s0) : e_hi + (s1 - start)].astype(np.float64)
+    num = np.correlate(seg, ref, mode="valid")
+    c2 = np.concatenate([[0.0], np.cumsum(seg * seg)])
+    m = ref.size
+    energy = c2[m:] - c2[:-m]
+    den = np.sqrt(np.maximum(energy * float(ref @ ref), 1e-20))
+    ncc = num / den
+    return int(e_lo + int(np.argmax(ncc)))
+
+
+def _fallback(
+    mono: np.ndarray,
+    sr: int,
+    min_seconds: float,
+    max_seconds: float | None,
+    xf: int,
+    margin: int,
+    bpm: float,
+    _has_beats: bool,
+) -> LoopPoints:
+    """No beat pair fits (a clip barely longer than the minimum): loop what fits."""
+    n = mono.size
+    want = int(np.ceil(min_seconds * sr))
+    if max_seconds is not None:
+        want = max(want, min(n - xf - margin, int(max_seconds * sr)))
+    else:
+        want = max(want, n - xf - margin)
+    if want + xf > n:
+        raise AnalysisError(
+            f"the audio is {n / sr:.2f} s long, too short for a {min_seconds:g} s loop"
+            " and its crossfade"
+        )
+    return LoopPoints(0, want, int(sr), 0.0, float(bpm), 0, 1, 0)
