@@ -1,0 +1,468 @@
+"""`infiniloopctl`: send one command to infiniloopd and print the answer.
+
+Exit status: 0 ok, 1 the daemon refused (message on stderr), 2 usage error,
+3 the daemon is not running or did not answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from infiniloopd import __version__, protocol
+from infiniloopd.errors import UserError
+from infiniloopd.protocol import ProtocolError
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+
+START_HINT = "start it with `systemctl --user start infiniloop` or run `infiniloopd`"
+
+
+class NotRunning(Exception):
+    """The daemon cannot be reached; the message says why and how to start it."""
+
+
+# --- talking to the daemon --------------------------------------------------------------
+
+
+class Client:
+    def __init__(self, endpoints: protocol.Endpoints, timeout: float, discovered: bool) -> None:
+        self.endpoints = endpoints
+        self.timeout = timeout
+        # True when the endpoint is the default one, so the lock file tells if a daemon runs.
+        self.discovered = discovered
+        self.ctx = zmq.Context()
+
+    def close(self) -> None:
+        self.ctx.destroy(linger=0)
+
+    def _secure(self, sock: zmq.Socket, endpoint: str) -> None:
+        if not endpoint.startswith("tcp://"):
+            return
+        key = os.environ.get(protocol.SERVER_KEY_ENV, "")
+        if key and Path(key).is_file():
+            key = protocol.read_curve_key(Path(key), secret=False).decode()
+        if len(key) != 40:
+            raise UserError(
+                f"{endpoint}: a tcp:// endpoint needs the daemon's CURVE public key in "
+                f"${protocol.SERVER_KEY_ENV} (the 40-character key, or a file holding it)"
+            )
+        public, secret = zmq.curve_keypair()
+        sock.curve_serverkey = key.encode()
+        sock.curve_publickey = public
+        sock.curve_secretkey = secret
+
+    def check_running(self) -> None:
+        path = self.endpoints.control_path
+        if path is not None and not path.exists():
+            raise NotRunning(f"the daemon is not running (no socket at {path}); {START_HINT}")
+        if self.discovered and path is not None and protocol.running_pid() is None:
+            raise NotRunning(f"the daemon is not running (stale socket {path}); {START_HINT}")
+
+    def request(self, cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send one request; the result, or ProtocolError for a refusal, NotRunning."""
+        self.check_running()
+        sock = self.ctx.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            self._secure(sock, self.endpoints.control)
+            sock.connect(self.endpoints.control)
+            sock.send(protocol.encode_request(cmd, args))
+            if not sock.poll(int(self.timeout * 1000), zmq.POLLIN):
+                raise NotRunning(
+                    f"no answer from the daemon at {self.endpoints.control} within "
+                    f"{self.timeout:g} s; is it running? ({START_HINT})"
+                )
+            return protocol.decode_reply(sock.recv())
+        finally:
+            sock.close(0)
+
+
+# --- formatting -------------------------------------------------------------------------
+
+
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def fmt_num(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.1f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+    return f"{text} {unit}".rstrip()
+
+
+def status_line(st: dict[str, Any]) -> str:
+    parts = [st.get("state", "?")]
+    loop = st.get("loop")
+    played = st.get("loops_played", 0)
+    queue = st.get("queue", 0)
+    if loop:
+        parts.append(f"loop {played}/{played + queue}")
+        parts.append(f"{fmt_time(loop.get('position'))}/{fmt_time(loop.get('seconds'))}")
+    else:
+        parts.append("no loop yet")
+    parts.append(f"vol {st.get('volume', '?')}%")
+    if st.get("generating"):
+        progress = st.get("progress")
+        pct = f" {progress * 100:.0f}%" if isinstance(progress, (int, float)) else ""
+        parts.append(f"generating{pct}")
+    parts.append(f"queue {queue}")
+    if st.get("consecutive_failures"):
+        parts.append(f"failing x{st['consecutive_failures']}")
+    parts.append(json.dumps(st.get("prompt", ""), ensure_ascii=False))
+    return "  ".join(parts)
+
+
+def status_verbose(st: dict[str, Any]) -> str:
+    lines = [status_line(st)]
+    preset = f"  (preset {st['preset']})" if st.get("preset") else ""
+    lines.append(f"prompt:     {st.get('prompt', '')}{preset}")
+    loop = st.get("loop")
+    if loop:
+        lines.append(
+            f"loop:       {loop.get('id')}  bpm {fmt_num(loop.get('bpm'))}  "
+            f"{fmt_num(loop.get('seconds'), 's')}  repeats {loop.get('repeats', 0)}  "
+            f"played {fmt_time(loop.get('played'))}  ({loop.get('prompt', '')})"
+        )
+    gen = st.get("generator", {})
+    doing = (
+        f"generating {st['progress'] * 100:.0f}% ({st.get('phase') or 'working'})"
+        if st.get("generating") and isinstance(st.get("progress"), (int, float))
+        else ("generating" if st.get("generating") else "idle")
+    )
+    lines.append(
+        f"generator:  {gen.get('backend')} (model {gen.get('model')}, "
+        f"{fmt_num(gen.get('seconds'), 's')} clips)  {doing}"
+    )
+    for model, s in sorted((st.get("stats") or {}).items()):
+        lines.append(
+            f"stats:      {model}: {s.get('clips', 0)} clips, mean "
+            f"{fmt_num(s.get('mean_seconds'), 's')}, "
+            f"{fmt_num(s.get('realtime_factor'))}x realtime"
+        )
+    fails = (
+        f"failures:   {st.get('failures', 0)} total, {st.get('consecutive_failures', 0)} in a row"
+    )
+    if st.get("last_error"):
+        fails += f"  (last: {st['last_error']})"
+    if st.get("fallback"):
+        fails += "  [falling back to the library]"
+    lines.append(fails)
+    lines.append(
+        f"playback:   crossfade {fmt_num(st.get('crossfade'), 's')}, "
+        f"min-play {fmt_num(st.get('min_play'), 's')}"
+    )
+    lib = st.get("library", {})
+    lines.append(f"library:    {lib.get('loops', 0)} loops, {fmt_num(lib.get('mb'), 'MB')}")
+    ok = "ok" if st.get("output_ok", True) else "FAILING"
+    lines.append(f"output:     {st.get('output')} ({ok}, {st.get('xruns', 0)} xruns)")
+    lines.append(
+        f"daemon:     pid {st.get('pid')}, worker pid {st.get('worker_pid')}, "
+        f"up {fmt_time(st.get('uptime'))}, config {st.get('config')}"
+    )
+    return "\n".join(lines)
+
+
+def entry_line(i: int, e: dict[str, Any]) -> str:
+    return (
+        f"{i:3d}. {e.get('id')}  {fmt_num(e.get('seconds'), 's'):>7}  "
+        f"bpm {fmt_num(e.get('bpm')):>5}  {e.get('prompt', '')}"
+    )
+
+
+def render(cmd: str, result: dict[str, Any], args: argparse.Namespace) -> str | None:
+    """Human output for a command's result (None prints nothing)."""
+    if cmd == "status":
+        return status_verbose(result) if args.verbose else status_line(result)
+    if cmd in ("play", "pause", "toggle", "stop", "next"):
+        return status_line(result["status"]) if "status" in result else None
+    if cmd == "prompt":
+        text = f"prompt: {result.get('prompt')}"
+        if result.get("dropped"):
+            text += f"  ({result['dropped']} queued loops dropped)"
+        return text
+    if cmd == "preset":
+        return f"preset {result.get('preset')}: {result.get('prompt')}"
+    if cmd == "presets":
+        current = result.get("current")
+        rows = []
+        for p in result.get("presets", []):
+            mark = "*" if p["name"] == current else " "
+            rows.append(f"{mark} {p['name']:<12} {p.get('description') or p['prompt']}")
+        return "\n".join(rows)
+    if cmd == "volume":
+        return f"volume: {result.get('volume')}%"
+    if cmd in ("crossfade", "min-play", "duration"):
+        key = {"crossfade": "crossfade", "min-play": "min_play", "duration": "seconds"}[cmd]
+        return f"{cmd}: {fmt_num(result.get(key), 's')}"
+    if cmd in ("model", "generator"):
+        key = "model" if cmd == "model" else "backend"
+        return f"{cmd}: {result.get(key)}"
+    if cmd == "save":
+        return f"saved {result.get('path')}"
+    if cmd in ("queue", "history", "library"):
+        entries = result.get("entries", [])
+        head = {
+            "queue": f"{len(entries)} loops ready",
+            "history": f"{len(entries)} loops played",
+            "library": f"{result.get('loops', len(entries))} loops, "
+            f"{fmt_num(result.get('mb'), 'MB')}",
+        }[cmd]
+        lines = [head]
+        for i, e in enumerate(entries, 1):
+            line = entry_line(i, e)
+            if cmd == "history" and e.get("started"):
+                line += "  " + time.strftime("%H:%M:%S", time.localtime(e["started"]))
+            lines.append(line)
+        return "\n".join(lines)
+    if cmd == "reload":
+        changed = result.get("changed") or []
+        text = f"config reloaded from {result.get('config')}"
+        return text + (f" (changed: {', '.join(changed)})" if changed else " (no changes)")
+    if cmd == "ping":
+        return "pong"
+    if cmd == "version":
+        return (
+            f"infiniloopctl {__version__}, infiniloopd {result.get('version')} "
+            f"(protocol {result.get('protocol')})"
+        )
+    return json.dumps(result, ensure_ascii=False)
+
+
+def event_line(event: dict[str, Any]) -> str:
+    data = event.get("data") or {}
+    fields = []
+    for key, value in data.items():
+        if isinstance(value, float):
+            value = f"{value:.3g}"
+        elif not isinstance(value, (int, str)) or (isinstance(value, str) and " " in value):
+            value = json.dumps(value, ensure_ascii=False)
+        fields.append(f"{key}={value}")
+    return " ".join([str(event.get("event")), *fields])
+
+
+# --- commands ---------------------------------------------------------------------------
+
+STEP_RE = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
+def _volume_value(text: str) -> int | str:
+    if not STEP_RE.match(text):
+        raise argparse.ArgumentTypeError(f"expected N, +N or -N, got {text!r}")
+    return text if text[0] in "+-" else int(float(text))
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    return value
+
+
+def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The protocol command and arguments for the parsed command line."""
+    cmd = args.command
+    if cmd == "prompt":
+        text = " ".join(args.text).strip()
+        return cmd, ({"text": text, "keep": args.keep} if text else {})
+    if cmd == "preset":
+        return cmd, {"name": args.name}
+    if cmd == "volume":
+        return cmd, {} if args.value is None else {"value": args.value}
+    if cmd in ("crossfade", "min-play", "duration"):
+        return cmd, {} if args.seconds is None else {"seconds": args.seconds}
+    if cmd in ("model", "generator"):
+        return cmd, {} if args.name is None else {"name": args.name}
+    if cmd == "save":
+        return cmd, {"path": args.path, "force": args.force}
+    if cmd == "library":
+        return cmd, {"limit": args.limit}
+    return cmd, {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: accepted before or after the command without one overriding the other.
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print the raw result"
+    )
+    common.add_argument(
+        "--endpoint", default=argparse.SUPPRESS, help="the daemon's control endpoint"
+    )
+    common.add_argument(
+        "--timeout", type=float, default=argparse.SUPPRESS, help="seconds to wait for an answer"
+    )
+    parser = argparse.ArgumentParser(
+        prog="infiniloopctl",
+        description="Control the infiniloop daemon.",
+        parents=[common],
+        epilog="Exit status: 0 ok, 1 refused by the daemon, 2 usage error, 3 daemon not running.",
+    )
+    parser.add_argument("--version", action="version", version=f"infiniloopctl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, helptext: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=helptext, description=helptext, parents=[common])
+
+    p = add("status", "show what plays and what is being generated (the default)")
+    p.add_argument("-v", "--verbose", action="store_true", help="everything, on several lines")
+    add("play", "start or resume playing")
+    add("pause", "pause (position kept)")
+    add("toggle", "pause if playing, else play")
+    add("stop", "stop playing")
+    add("next", "crossfade to the next ready loop now")
+    p = add("prompt", "set the prompt for new clips (no TEXT: show it)")
+    p.add_argument("text", nargs="*", help="the prompt")
+    p.add_argument("--keep", action="store_true", help="keep the queued loops of the old prompt")
+    p = add("preset", "switch to a mood preset")
+    p.add_argument("name")
+    add("presets", "list the mood presets")
+    p = add("volume", "show or set the volume (0-100, +N, -N)")
+    p.add_argument("value", nargs="?", type=_volume_value)
+    p = add("crossfade", "show or set the crossfade in seconds")
+    p.add_argument("seconds", nargs="?", type=_seconds)
+    p = add("min-play", "show or set how long a loop plays at least, in seconds")
+    p.add_argument("seconds", nargs="?", type=_seconds)
+    p = add("model", "show or set the generator model")
+    p.add_argument("name", nargs="?")
+    p = add("duration", "show or set the length of generated clips in seconds")
+    p.add_argument("seconds", nargs="?", type=_seconds)
+    p = add("generator", "show or set the generator backend")
+    p.add_argument("name", nargs="?")
+    p = add("save", "save the current loop (WAV or FLAC by extension) into the music dir")
+    p.add_argument("path", nargs="?", help="file name, relative to the music dir")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    add("queue", "list the loops ready to play")
+    add("history", "list the loops played")
+    p = add("library", "show the loop library")
+    p.add_argument("--limit", type=int, default=20, help="entries to list (default 20)")
+    add("reload", "reload the config file")
+    p = add("watch", "print events as they happen (like mpc idleloop)")
+    p.add_argument("--count", type=int, default=0, help="exit after this many events")
+    add("ping", "check that the daemon answers")
+    add("version", "show the client and daemon versions")
+    return parser
+
+
+def watch(client: Client, args: argparse.Namespace, as_json: bool) -> int:
+    """Print events until interrupted; fetch any that the subscription missed."""
+    client.check_running()
+    last = client.request("status").get("last_seq", 0)
+    sock = client.ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    client._secure(sock, client.endpoints.events)
+    sock.setsockopt(zmq.SUBSCRIBE, protocol.EVENT_TOPIC)
+    sock.connect(client.endpoints.events)
+    seen = 0
+
+    def show(event: dict[str, Any]) -> None:
+        line = json.dumps(event, ensure_ascii=False) if as_json else event_line(event)
+        print(line, flush=True)
+
+    try:
+        while True:
+            if not sock.poll(2000, zmq.POLLIN):
+                client.check_running()  # raises NotRunning when the daemon went away
+                continue
+            frames = sock.recv_multipart()
+            try:
+                event = protocol.decode_event(frames[-1])
+            except (ProtocolError, ValueError):
+                continue
+            seq = event["seq"]
+            if seq <= last:
+                if seq < last - 1:  # numbering restarted: a new daemon
+                    print("infiniloopctl: the daemon restarted", file=sys.stderr)
+                else:
+                    continue
+            elif seq > last + 1:
+                missed = client.request("events", {"since": last}).get("events", [])
+                missed = [e for e in missed if e["seq"] < seq]
+                if len(missed) < seq - last - 1:
+                    print(
+                        f"infiniloopctl: {seq - last - 1 - len(missed)} events lost",
+                        file=sys.stderr,
+                    )
+                for e in missed:
+                    show(e)
+                    seen += 1
+            show(event)
+            last = seq
+            seen += 1
+            if args.count and seen >= args.count:
+                return EXIT_OK
+            if event.get("event") == "stopping":
+                raise NotRunning("the daemon stopped")
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        sock.close(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help is 0, usage errors are 2
+        return int(exc.code or 0)
+    if args.command is None:
+        args.command = "status"
+        args.verbose = False
+    as_json = getattr(args, "json", False)
+    timeout = getattr(args, "timeout", protocol.DEFAULT_TIMEOUT)
+    override = getattr(args, "endpoint", None)
+    if not timeout > 0:
+        print("infiniloopctl: --timeout: expected seconds above 0", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        endpoints = protocol.resolve_endpoints(override, read_config=True)
+    except UserError as exc:
+        print(f"infiniloopctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    discovered = not override and not os.environ.get(protocol.ENDPOINT_ENV)
+    client = Client(endpoints, timeout, discovered and endpoints.is_ipc)
+    try:
+        if args.command == "watch":
+            return watch(client, args, as_json)
+        cmd, req_args = request_for(args)
+        result = client.request(cmd, req_args)
+    except NotRunning as exc:
+        print(f"infiniloopctl: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except ProtocolError as exc:
+        print(f"infiniloopctl: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except UserError as exc:
+        print(f"infiniloopctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        client.close()
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, indent=None))
+    else:
+        text = render(cmd, result, args)
+        if text:
+            print(text)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
