@@ -1,0 +1,315 @@
+"""The mixer: loop decks, equal-power crossfades and ramped master gain, in pure numpy.
+
+Audio is float32, shape ``(frames, channels)``. A deck repeats its buffer by
+indexing (the seam is baked into the loop by the analyzer), so wrapping never
+restarts anything and never clicks. Every gain change (volume, pause, resume,
+stop) is a linear ramp over a few milliseconds; crossfades follow sin/cos so
+the summed power stays constant. A soft clipper after the master gain keeps
+the output strictly inside full scale.
+
+The mixer keeps no clock of its own: time advances only by rendering frames,
+so it cannot drift. All per-block work is vectorized into buffers allocated
+once for the largest block; rendering allocates nothing but small views.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+PLAYING = "playing"
+PAUSED = "paused"
+STOPPED = "stopped"
+
+# The soft clipper is the identity up to this level and bends smoothly above it,
+# approaching but never reaching 1.0. About -1 dBFS, matching the loop peak ceiling.
+CLIP_KNEE = 0.89
+# More decks than this can only come from a burst of skips; the oldest are dropped
+# (they are nearly silent by then) so memory stays bounded.
+MAX_DECKS = 4
+
+
+@dataclass
+class Deck:
+    """One loop being played: its buffer, where it is, and its gain envelope."""
+
+    key: str
+    audio: np.ndarray
+    pos: int = 0
+    repeats: int = 0
+    played: int = 0  # frames rendered (audible or fading) since the deck started
+    # Gain envelope: gain(t) = amp * sin(pi/2 * t) when fading in, amp * cos(pi/2 * t)
+    # when fading out, with t = fade_pos / fade_len; constant `amp` when not fading.
+    amp: float = 1.0
+    fading: str = ""  # "" | "in" | "out"
+    fade_pos: int = 0
+    fade_len: int = 0
+    started: bool = False  # loop_started already reported
+
+    @property
+    def frames(self) -> int:
+        return int(self.audio.shape[0])
+
+    def gain_now(self) -> float:
+        """The deck's gain at its current frame (used when a new fade interrupts this one)."""
+        if not self.fading:
+            return self.amp
+        t = min(self.fade_pos / self.fade_len, 1.0)
+        if self.fading == "in":
+            return self.amp * math.sin(0.5 * math.pi * t)
+        return self.amp * math.cos(0.5 * math.pi * t)
+
+
+class Mixer:
+    """Decks summed into float32 blocks, with ramped master gain and a soft clipper.
+
+    Not thread-safe: one thread (the audio thread) owns it; others send it commands.
+    """
+
+    def __init__(
+        self,
+        rate: int,
+        channels: int,
+        max_block: int,
+        *,
+        volume: float = 1.0,
+        ramp_ms: float = 20.0,
+        fade_in_ms: float = 10.0,
+    ) -> None:
+        if rate <= 0 or channels <= 0 or max_block <= 0:
+            raise ValueError("rate, channels and max_block must be positive")
+        self.rate = rate
+        self.channels = channels
+        self.max_block = max_block
+        self.ramp_frames = max(1, round(rate * ramp_ms / 1000.0))
+        self.fade_in_frames = max(1, round(rate * fade_in_ms / 1000.0))
+        self.decks: list[Deck] = []
+        self.state = STOPPED
+        self.volume = float(np.clip(volume, 0.0, 1.0))
+        # Master gain: current value, target and per-frame step of the linear ramp.
+        self.gain = 0.0
+        self.gain_target = 0.0
+        self.gain_step = 0.0
+        self._stop_after_ramp = False
+        self.events: list[tuple[str, dict]] = []
+        # Scratch buffers, allocated once.
+        self._ramp = np.arange(1, max_block + 1, dtype=np.float64)  # 1..n
+        self._t = np.empty(max_block, dtype=np.float64)
+        self._g = np.empty(max_block, dtype=np.float32)
+        self._tmp = np.empty((max_block, channels), dtype=np.float32)
+        self._tmp2 = np.empty((max_block, channels), dtype=np.float32)
+
+    # --- commands ------------------------------------------------------------------
+
+    def play(self, key: str, audio: np.ndarray, crossfade: float) -> None:
+        """Make `audio` the current loop: equal-power crossfade of `crossfade` seconds.
+
+        The incoming loop starts at its frame 0. When nothing is audible (no deck,
+        or paused/stopped at zero gain) the old decks are dropped and the new one
+        fades in over a few milliseconds instead.
+        """
+        audio = self._check(audio)
+        # Even a "cut" is a short equal-power crossfade: a step would click.
+        fade = max(self.fade_in_frames, round(crossfade * self.rate))
+        if self.frozen or not self.decks:
+            # Nothing audible to fade from. When the master gain ramps up from zero
+            # (resume, or start from stopped) that ramp is the fade-in; otherwise
+            # the new deck fades in over a few ms.
+            self.decks.clear()
+            if self.gain == 0.0 and self.gain_target == 0.0:
+                self.decks.append(Deck(key, audio))
+            else:
+                self.decks.append(Deck(key, audio, fading="in", fade_len=self.fade_in_frames))
+        else:
+            for d in self.decks:
+                g = d.gain_now()
+                d.amp, d.fading, d.fade_pos, d.fade_len = g, "out", 0, fade
+            self.decks.append(Deck(key, audio, fading="in", fade_len=fade))
+            while len(self.decks) > MAX_DECKS:
+                self.decks.pop(0)
+        if self.state == STOPPED:
+            self.state = PLAYING
+            self._stop_after_ramp = False
+            self._ramp_to(self.volume)
+
+    def set_volume(self, volume: float) -> None:
+        """Set the master volume (0..1); reached by a ramp."""
+        self.volume = float(np.clip(volume, 0.0, 1.0))
+        if self.state == PLAYING:
+            self._ramp_to(self.volume)
+
+    def pause(self) -> None:
+        """Ramp to silence and then hold every deck where it is."""
+        if self.state == PLAYING:
+            self.state = PAUSED
+            self._ramp_to(0.0)
+
+    def resume(self) -> None:
+        """Ramp back up from where the decks were held."""
+        if self.state == PAUSED and self.decks:
+            self.state = PLAYING
+            self._ramp_to(self.volume)
+
+    def stop(self, seconds: float | None = None) -> None:
+        """Ramp to silence (over `seconds`, default the short ramp), then drop all decks."""
+        if not self.decks:
+            self.state = STOPPED
+            self.gain = self.gain_target = self.gain_step = 0.0
+            return
+        frames = None if seconds is None else max(1, round(seconds * self.rate))
+        self._ramp_to(0.0, frames)
+        self.state = STOPPED
+        self._stop_after_ramp = True
+
+    @property
+    def frozen(self) -> bool:
+        """True when paused or stopped at zero gain: decks hold their position."""
+        return self.state != PLAYING and self.gain == 0.0 and self.gain_target == 0.0
+
+    @property
+    def idle(self) -> bool:
+        """True when rendering produces only silence and changes nothing."""
+        return not self.decks or self.frozen
+
+    @property
+    def current(self) -> Deck | None:
+        """The deck that is (becoming) current: the newest one."""
+        return self.decks[-1] if self.decks else None
+
+    # --- rendering -----------------------------------------------------------------
+
+    def render(self, frames: int) -> np.ndarray:
+        """Render `frames` frames into a new array (convenience for tests and offline use)."""
+        out = np.empty((frames, self.channels), dtype=np.float32)
+        self.render_into(out)
+        return out
+
+    def render_into(self, out: np.ndarray) -> None:
+        """Render ``len(out)`` frames (at most max_block) into `out`, float32 (n, channels)."""
+        n = out.shape[0]
+        if n > self.max_block:
+            raise ValueError(f"block of {n} frames exceeds max_block {self.max_block}")
+        if self.idle:
+            out.fill(0.0)
+            if self._stop_after_ramp:
+                self._finish_stop()
+            return
+        mix = out
+        mix.fill(0.0)
+        finished: list[Deck] = []
+        for deck in self.decks:
+            if self._render_deck(deck, mix, n):
+                finished.append(deck)
+        if finished:
+            for deck in finished:
+                self.decks.remove(deck)
+            cur = self.current
+            if cur is not None and len(self.decks) == 1:
+                self.events.append(("crossfade_done", {"key": cur.key}))
+        self._apply_master(mix, n)
+        self._soft_clip(mix, n)
+        if self.gain == 0.0 and self.gain_target == 0.0 and self._stop_after_ramp:
+            self._finish_stop()
+
+    def _render_deck(self, deck: Deck, mix: np.ndarray, n: int) -> bool:
+        """Add n frames of `deck` times its envelope to `mix`; True when it has faded out."""
+        if not deck.started:
+            deck.started = True
+            self.events.append(("loop_started", {"key": deck.key}))
+        src = self._tmp[:n]
+        # Gather n frames from the loop, wrapping by indexing.
+        done = 0
+        length = deck.frames
+        while done < n:
+            k = min(n - done, length - deck.pos)
+            src[done : done + k] = deck.audio[deck.pos : deck.pos + k]
+            done += k
+            deck.pos += k
+            if deck.pos >= length:
+                deck.pos = 0
+                deck.repeats += 1
+        deck.played += n
+        gone = False
+        if deck.fading:
+            t = self._t[:n]
+            np.add(self._ramp[:n], deck.fade_pos - 1, out=t)
+            np.multiply(t, 0.5 * math.pi / deck.fade_len, out=t)
+            np.minimum(t, 0.5 * math.pi, out=t)
+            if deck.fading == "in":
+                np.sin(t, out=t)
+            else:
+                np.cos(t, out=t)
+            g = self._g[:n]
+            np.multiply(t, deck.amp, out=g, casting="same_kind")
+            np.multiply(src, g[:, None], out=src)
+            deck.fade_pos += n
+            if deck.fade_pos >= deck.fade_len:
+                if deck.fading == "out":
+                    gone = True
+                else:
+                    deck.fading = ""
+                    deck.fade_pos = deck.fade_len = 0
+        elif deck.amp != 1.0:
+            np.multiply(src, np.float32(deck.amp), out=src)
+        np.add(mix, src, out=mix)
+        return gone
+
+    def _apply_master(self, mix: np.ndarray, n: int) -> None:
+        if self.gain_step == 0.0:
+            if self.gain != 1.0:
+                np.multiply(mix, np.float32(self.gain), out=mix)
+            return
+        t = self._t[:n]
+        np.multiply(self._ramp[:n], self.gain_step, out=t)
+        np.add(t, self.gain, out=t)
+        if self.gain_step > 0:
+            np.minimum(t, self.gain_target, out=t)
+        else:
+            np.maximum(t, self.gain_target, out=t)
+        g = self._g[:n]
+        g[...] = t
+        np.multiply(mix, g[:, None], out=mix)
+        self.gain = float(t[n - 1])
+        if self.gain == self.gain_target:
+            self.gain_step = 0.0
+
+    def _soft_clip(self, mix: np.ndarray, n: int) -> None:
+        """Bend samples above CLIP_KNEE smoothly towards (never to) full scale."""
+        a = self._tmp[:n]
+        np.abs(mix, out=a)
+        if float(a.max(initial=0.0)) <= CLIP_KNEE:
+            return
+        head = 1.0 - CLIP_KNEE
+        # reduction = over - head * tanh(over / head), over = max(|x| - knee, 0);
+        # y = x - sign(x) * reduction, i.e. |y| = knee + head * tanh(over / head).
+        np.subtract(a, CLIP_KNEE, out=a)
+        np.maximum(a, 0.0, out=a)
+        b = self._tmp2[:n]
+        np.multiply(a, 1.0 / head, out=b)
+        np.tanh(b, out=b)
+        np.multiply(b, head, out=b)
+        np.subtract(a, b, out=a)
+        np.copysign(a, mix, out=a)
+        np.subtract(mix, a, out=mix)
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _ramp_to(self, target: float, frames: int | None = None) -> None:
+        self.gain_target = target
+        frames = self.ramp_frames if frames is None else frames
+        self.gain_step = (target - self.gain) / frames if target != self.gain else 0.0
+
+    def _finish_stop(self) -> None:
+        self.decks.clear()
+        self._stop_after_ramp = False
+        self.state = STOPPED
+
+    def _check(self, audio: np.ndarray) -> np.ndarray:
+        audio = np.asarray(audio)
+        if audio.ndim != 2 or audio.shape[1] != self.channels or audio.shape[0] < 1:
+            raise ValueError(
+                f"loop audio must be (frames, {self.channels}), got shape {audio.shape}"
+            )
+        return np.ascontiguousarray(audio, dtype=np.float32)
