@@ -70,6 +70,7 @@ class Style:
     pad: Voice | None = None
     drums: str | None = None  # pattern name, None for no drums
     drum_kit: int = 0  # GM2/GS drum kit program in bank 128 (0 standard, 25 TR-808 ...)
+    drum_volume: int = 104  # MIDI CC7 of the drum channel
     beats_per_chord: int = 4
     sevenths: bool = False
     swing: float = 0.5  # position of the off-beat eighth within a beat (0.5 straight)
@@ -93,10 +94,10 @@ STYLES: dict[str, Style] = {
             ("major", "minor"),
             AMBIENT_MAJOR,
             AMBIENT_MINOR,
-            chords=Voice(89, "sustain", 92, 52, 72),
-            bass=Voice(48, "sustain", 70),
-            lead=Voice(46, "arp8", 62, 64, 86),
-            pad=Voice(49, "sustain", 70, 60, 79),
+            chords=Voice(89, "sustain", 84, 52, 72),
+            bass=Voice(48, "sustain", 90),
+            lead=Voice(46, "arp8", 110, 64, 86),
+            pad=Voice(49, "sustain", 73, 60, 79),
             beats_per_chord=8,
             sevenths=True,
             humanize=0.6,
@@ -108,10 +109,11 @@ STYLES: dict[str, Style] = {
             ("major", "dorian"),
             JAZZ_MAJOR,
             JAZZ_MINOR,
-            chords=Voice(4, "lofi", 100, 53, 72),
-            bass=Voice(33, "lofi", 96),
-            lead=Voice(11, "melody", 70, 67, 84),
+            chords=Voice(4, "lofi", 57, 53, 72),
+            bass=Voice(33, "lofi", 75),
+            lead=Voice(11, "melody", 107, 67, 84),
             drums="lofi",
+            drum_volume=120,
             swing=0.62,
             sevenths=True,
             humanize=1.4,
@@ -131,11 +133,12 @@ STYLES: dict[str, Style] = {
             ("major", "dorian"),
             JAZZ_MAJOR,
             JAZZ_MINOR,
-            chords=Voice(4, "broken", 92, 55, 74),
-            bass=Voice(33, "pop", 94),
-            lead=Voice(12, "melody", 66, 67, 84),
-            pad=Voice(89, "sustain", 60, 55, 74),
+            chords=Voice(4, "broken", 58, 55, 74),
+            bass=Voice(33, "pop", 68),
+            lead=Voice(12, "melody", 71, 67, 84),
+            pad=Voice(89, "sustain", 45, 55, 74),
             drums="chill",
+            drum_volume=95,
             swing=0.56,
             sevenths=True,
             fx=Fx(reverb_mix=0.22, reverb_seconds=2.0, lowpass_hz=7500, hiss=0.1),
@@ -146,11 +149,12 @@ STYLES: dict[str, Style] = {
             ("minor",),
             ((0, 0, 5, 6),),
             ((0, 0, 5, 6), (0, 0, 3, 4)),
-            chords=Voice(81, "stab", 64, 57, 72),
-            bass=Voice(38, "offbeat", 100),
-            lead=Voice(87, "arp16", 50, 60, 79),
-            pad=Voice(90, "sustain", 50, 55, 72),
+            chords=Voice(81, "stab", 120, 57, 72),
+            bass=Voice(38, "offbeat", 91),
+            lead=Voice(87, "arp16", 86, 60, 79),
+            pad=Voice(90, "sustain", 90, 55, 72),
             drums="techno",
+            drum_volume=56,
             drum_kit=25,
             humanize=0.3,
             fx=Fx(reverb_mix=0.14, reverb_seconds=1.4),
@@ -161,10 +165,11 @@ STYLES: dict[str, Style] = {
             ("major",),
             JAZZ_MAJOR,
             JAZZ_MINOR,
-            chords=Voice(0, "charleston", 92, 52, 71),
-            bass=Voice(32, "walking", 108),
-            lead=Voice(66, "melody", 76, 62, 80),
+            chords=Voice(0, "charleston", 79, 52, 71),
+            bass=Voice(32, "walking", 54),
+            lead=Voice(66, "melody", 54, 62, 80),
             drums="jazz",
+            drum_volume=100,
             drum_kit=32,
             swing=0.66,
             sevenths=True,
@@ -177,11 +182,12 @@ STYLES: dict[str, Style] = {
             ("minor",),
             ((0, 3, 5, 4),),
             MINOR_POP,
-            chords=Voice(48, "pulse", 96, 50, 70),
-            bass=Voice(43, "octaves", 90),
-            lead=Voice(60, "melody", 84, 58, 77),
-            pad=Voice(52, "sustain", 62, 60, 76),
+            chords=Voice(48, "pulse", 79, 50, 70),
+            bass=Voice(43, "octaves", 105),
+            lead=Voice(60, "melody", 61, 58, 77),
+            pad=Voice(52, "sustain", 66, 60, 76),
             drums="cinematic",
+            drum_volume=100,
             drum_kit=48,
             fx=Fx(reverb_mix=0.3, reverb_seconds=3.0),
         ),
@@ -192,10 +198,11 @@ STYLES: dict[str, Style] = {
             MAJOR_POP,
             MINOR_POP,
             chords=None,
-            bass=Voice(81, "octaves", 78),
-            lead=Voice(80, "arp16", 58, 60, 84),
-            pad=Voice(80, "melody", 66, 72, 88),
+            bass=Voice(81, "octaves", 120),
+            lead=Voice(80, "arp16", 80, 60, 84),
+            pad=Voice(80, "melody", 65, 72, 88),
             drums="chiptune",
+            drum_volume=61,
             drum_kit=25,
             humanize=0.0,
             fx=Fx(reverb_mix=0.06, reverb_seconds=0.6),
@@ -206,9 +213,9 @@ STYLES: dict[str, Style] = {
             ("major", "minor"),
             MAJOR_POP,
             MINOR_POP,
-            chords=Voice(0, "broken", 92, 43, 64),
+            chords=Voice(0, "broken", 94, 43, 64),
             bass=None,
-            lead=Voice(0, "melody", 100, 64, 84),
+            lead=Voice(0, "melody", 120, 64, 84),
             sevenths=False,
             humanize=1.2,
             fx=Fx(reverb_mix=0.22, reverb_seconds=2.2),
@@ -219,10 +226,10 @@ STYLES: dict[str, Style] = {
             ("minor", "major"),
             AMBIENT_MAJOR + MAJOR_POP,
             MINOR_POP,
-            chords=Voice(0, "broken", 86, 45, 66),
+            chords=Voice(0, "broken", 105, 45, 66),
             bass=None,
-            lead=Voice(0, "melody", 88, 64, 82),
-            pad=Voice(49, "sustain", 56, 55, 72),
+            lead=Voice(0, "melody", 120, 64, 82),
+            pad=Voice(49, "sustain", 50, 55, 72),
             sevenths=True,
             humanize=1.2,
             fx=Fx(reverb_mix=0.3, reverb_seconds=2.6, lowpass_hz=8000, rain=0.7),
@@ -233,11 +240,12 @@ STYLES: dict[str, Style] = {
             ("minor",),
             MAJOR_POP,
             MINOR_POP,
-            chords=Voice(90, "sustain", 84, 55, 74),
+            chords=Voice(90, "sustain", 120, 55, 74),
             bass=Voice(38, "pulse", 100),
-            lead=Voice(81, "arp16", 56, 64, 84),
-            pad=Voice(62, "stab", 64, 60, 76),
+            lead=Voice(81, "arp16", 110, 64, 84),
+            pad=Voice(62, "stab", 101, 60, 76),
             drums="synthwave",
+            drum_volume=75,
             drum_kit=25,
             humanize=0.4,
             fx=Fx(reverb_mix=0.26, reverb_seconds=2.4),
@@ -248,10 +256,11 @@ STYLES: dict[str, Style] = {
             ("major", "mixolydian"),
             MAJOR_POP,
             MINOR_POP,
-            chords=Voice(25, "broken", 96, 52, 71),
-            bass=Voice(32, "pop", 94),
-            lead=Voice(73, "melody", 80, 67, 86),
+            chords=Voice(25, "broken", 68, 52, 71),
+            bass=Voice(32, "pop", 72),
+            lead=Voice(73, "melody", 57, 67, 86),
             drums="morning",
+            drum_volume=100,
             fx=Fx(reverb_mix=0.18, reverb_seconds=1.6),
         ),
         Style(
@@ -260,11 +269,12 @@ STYLES: dict[str, Style] = {
             ("dorian", "major"),
             AMBIENT_MAJOR,
             AMBIENT_MINOR,
-            chords=Voice(4, "sustain", 84, 53, 72),
-            bass=Voice(33, "sustain", 84),
-            lead=Voice(12, "arp8", 62, 62, 80),
-            pad=Voice(89, "sustain", 54, 57, 74),
+            chords=Voice(4, "sustain", 48, 53, 72),
+            bass=Voice(33, "sustain", 67),
+            lead=Voice(12, "arp8", 53, 62, 80),
+            pad=Voice(89, "sustain", 37, 57, 74),
             drums="focus",
+            drum_volume=80,
             sevenths=True,
             humanize=0.7,
             fx=Fx(reverb_mix=0.24, reverb_seconds=2.2, lowpass_hz=8000),
@@ -275,10 +285,11 @@ STYLES: dict[str, Style] = {
             ("major", "dorian"),
             JAZZ_MAJOR,
             JAZZ_MINOR,
-            chords=Voice(4, "charleston", 94, 52, 72),
-            bass=Voice(32, "lofi", 100),
-            lead=Voice(11, "melody", 74, 64, 82),
+            chords=Voice(4, "charleston", 40, 52, 72),
+            bass=Voice(32, "lofi", 51),
+            lead=Voice(11, "melody", 61, 64, 82),
             drums="brush",
+            drum_volume=85,
             drum_kit=40,
             swing=0.62,
             sevenths=True,
@@ -291,10 +302,10 @@ STYLES: dict[str, Style] = {
             ("minor", "dorian"),
             AMBIENT_MAJOR,
             AMBIENT_MINOR,
-            chords=Voice(89, "sustain", 88, 50, 70),
-            bass=Voice(33, "sustain", 80),
-            lead=Voice(0, "melody", 78, 62, 80),
-            pad=Voice(8, "arp8", 56, 67, 86),
+            chords=Voice(89, "sustain", 65, 50, 70),
+            bass=Voice(33, "sustain", 78),
+            lead=Voice(0, "melody", 120, 62, 80),
+            pad=Voice(8, "arp8", 58, 67, 86),
             beats_per_chord=8,
             sevenths=True,
             humanize=0.8,
@@ -658,7 +669,7 @@ def compose(prompt: str, seconds: float, seed: int) -> Score:
         idx = new_part("lead", style.lead)
         _lead(b, idx, style.lead, chords, chord_beats, total_beats, tonic, mode)
     if style.drums is not None:
-        parts.append(Part("drums", style.drum_kit, DRUM_CHANNEL, 104, bank=128))
+        parts.append(Part("drums", style.drum_kit, DRUM_CHANNEL, style.drum_volume, bank=128))
         _drums(b, len(parts) - 1, style.drums, total_beats)
 
     notes = tuple(sorted(b.notes, key=lambda n: (n.start, n.part, n.pitch)))
@@ -793,23 +804,25 @@ def _lead(
     """Arpeggios over the chords, or a melody built from a repeated, re-fitted motif."""
     if voice.kind in ("arp8", "arp16"):
         per_beat = 2 if voice.kind == "arp8" else 4
-        shape = int(b.rng.integers(3))
+        # Figures of 4 or 8 steps only: a 3- or 6-step cycle over sixteenths is a lovely
+        # hemiola, and it also makes a beat tracker hear two thirds of the real tempo.
+        shapes = (
+            (0, 1, 2, 3),
+            (0, 1, 2, 3, 4, 3, 2, 1),
+            (0, 2, 1, 3, 0, 2, 1, 3),
+            (0, 1, 2, 1, 3, 2, 1, 2),
+        )
+        shape = shapes[int(b.rng.integers(len(shapes)))]
+        centre = (voice.low + voice.high) / 2 - 4
         for i, pcs in enumerate(chords):
-            tones = sorted(
-                {_near(pc, (voice.low + voice.high) / 2 - 4, voice.low, voice.high) for pc in pcs}
-            )
-            tones = tones + [tones[0] + 12]
-            if shape == 1:
-                seq = tones + tones[-2:0:-1]
-            elif shape == 2:
-                seq = [tones[j] for j in (0, 2, 1, 3, 2, 1)[: len(tones) + 2] if j < len(tones)]
-            else:
-                seq = tones
+            tones = sorted({_near(pc, centre, voice.low, voice.high) for pc in pcs})
+            tones = [*tones, tones[0] + 12]
             for e in range(chord_beats * per_beat):
                 accent = 14 if e % per_beat == 0 else 0
+                pitch = tones[shape[e % len(shape)] % len(tones)]
                 b.add(
                     part,
-                    seq[e % len(seq)],
+                    pitch,
                     i * chord_beats + e / per_beat,
                     1.5 / per_beat,
                     68 + accent,
