@@ -13,6 +13,7 @@ import logging
 import numpy as np
 
 from infiniloopd.outputs.base import OutputError
+from infiniloopd.outputs.pacing import Pacer
 from infiniloopd.outputs.pcm import S16Converter
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class AlsaOutput:
         self._pcm = None
         self._conv: S16Converter | None = None
         self._channels = 0
+        self._pacer: Pacer | None = None
 
     def open(self, rate: int, channels: int) -> None:
         self.close()
@@ -74,6 +76,10 @@ class AlsaOutput:
         self._pcm = pcm
         self._channels = channels
         self._conv = S16Converter(channels)
+        # A real device blocks once its buffer is full, so this pacer, allowed a lead
+        # larger than that buffer, never sleeps there; it only holds back PCMs that
+        # do not pace themselves (ALSA's null and file plugins).
+        self._pacer = Pacer(rate, lead=self.latency_ms / 1000.0 + 0.1)
 
     def write(self, frames: np.ndarray) -> None:
         if self._pcm is None or self._conv is None:
@@ -105,6 +111,8 @@ class AlsaOutput:
                 self._recover()
                 continue
             view = view[written * frame_bytes :]
+        if self._pacer is not None:
+            self._pacer.wait(int(frames.shape[0]))
 
     def _recover(self) -> None:
         # drop() stops the stream; the next write re-prepares and restarts it.

@@ -100,22 +100,22 @@ def _ensure_role_property() -> None:
         os.environ["PULSE_PROP"] = (props + " " if props else "") + "media.role=music"
 
 
-def server_label() -> str:
-    return os.environ.get("PULSE_SERVER") or "default server"
+def server_label(server: str | None = None) -> str:
+    return server or os.environ.get("PULSE_SERVER") or "default server"
 
 
-def list_sinks(timeout: float = 2.0) -> tuple[list[str], str | None]:
+def list_sinks(timeout: float = 2.0, server: str | None = None) -> tuple[list[str], str | None]:
     """The server's sink names and its default sink; OutputError if it does not answer."""
     import pulsectl
 
     try:
-        with pulsectl.Pulse(APP_NAME + "-probe", connect=False) as pulse:
+        with pulsectl.Pulse(APP_NAME + "-probe", server=server, connect=False) as pulse:
             pulse.connect(timeout=timeout)
             names = [s.name for s in pulse.sink_list()]
             default = pulse.server_info().default_sink_name
     except pulsectl.PulseError as exc:
         raise OutputError(
-            f"pulse: cannot connect to the sound server ({server_label()}): {exc}"
+            f"pulse: cannot connect to the sound server ({server_label(server)}): {exc}"
         ) from None
     return names, default
 
@@ -125,8 +125,11 @@ class PulseOutput:
 
     name = "pulse"
 
-    def __init__(self, sink: str | None = None, *, latency_ms: float = 200.0) -> None:
+    def __init__(
+        self, sink: str | None = None, *, latency_ms: float = 200.0, server: str | None = None
+    ) -> None:
         self.sink = sink
+        self.server = server  # None: $PULSE_SERVER or the session's default
         self.latency_ms = latency_ms
         self.paced = True
         self.xruns = 0
@@ -139,10 +142,10 @@ class PulseOutput:
         self.close()
         if self._lib is None:
             self._lib = _Lib()
-        names, default = list_sinks()
+        names, default = list_sinks(server=self.server)
         if self.sink is not None and self.sink not in names:
             raise OutputError(
-                f"pulse: no such sink {self.sink!r} on {server_label()} "
+                f"pulse: no such sink {self.sink!r} on {server_label(self.server)} "
                 f"(available: {', '.join(names) or 'none'})"
             )
         _ensure_role_property()
@@ -152,14 +155,14 @@ class PulseOutput:
         attr = _BufferAttr(_NO_VALUE, tlength, _NO_VALUE, _NO_VALUE, _NO_VALUE)
         err = ctypes.c_int(0)
         stream = self._lib.new(
-            None, APP_NAME.encode(), _PA_STREAM_PLAYBACK,
+            self.server.encode() if self.server else None, APP_NAME.encode(), _PA_STREAM_PLAYBACK,
             self.sink.encode() if self.sink else None, b"infiniloop music",
             ctypes.byref(spec), None, ctypes.byref(attr), ctypes.byref(err),
         )  # fmt: skip
         if not stream:
             raise OutputError(
                 f"pulse: cannot open a stream on {self.sink or 'the default sink'} "
-                f"({server_label()}): {self._lib.error_text(err.value)}"
+                f"({server_label(self.server)}): {self._lib.error_text(err.value)}"
             )
         self._stream = stream
         self._connected_sink = self.sink or default
@@ -172,7 +175,7 @@ class PulseOutput:
         if self._lib.write(self._stream, data.ctypes.data, data.nbytes, ctypes.byref(err)) < 0:
             message = self._lib.error_text(err.value)
             self._free()
-            raise OutputError(f"pulse: lost the stream on {server_label()}: {message}")
+            raise OutputError(f"pulse: lost the stream on {server_label(self.server)}: {message}")
 
     def close(self) -> None:
         if self._stream is not None and self._lib is not None:
@@ -188,4 +191,4 @@ class PulseOutput:
 
     def describe(self) -> str:
         sink = self._connected_sink or self.sink or "default sink"
-        return f"pulse: sink {sink} (server {server_label()})"
+        return f"pulse: sink {sink} (server {server_label(self.server)})"

@@ -26,6 +26,7 @@ STOPPED = "stopped"
 # The soft clipper is the identity up to this level and bends smoothly above it,
 # approaching but never reaching 1.0. About -1 dBFS, matching the loop peak ceiling.
 CLIP_KNEE = 0.89
+_BELOW_ONE = np.float32(np.nextafter(np.float32(1.0), np.float32(0.0)))
 # More decks than this can only come from a burst of skips; the oldest are dropped
 # (they are nearly silent by then) so memory stays bounded.
 MAX_DECKS = 4
@@ -293,6 +294,8 @@ class Mixer:
         np.subtract(a, b, out=a)
         np.copysign(a, mix, out=a)
         np.subtract(mix, a, out=mix)
+        # tanh saturates to exactly 1.0 in float32 for far-out samples; keep strictly inside.
+        np.clip(mix, -_BELOW_ONE, _BELOW_ONE, out=mix)
 
     # --- helpers -------------------------------------------------------------------
 
