@@ -39,6 +39,7 @@ HEARTBEAT_FRESH = 2.0  # an audio thread silent for longer than this is hung
 HISTORY = 100
 FADE_OUT = 0.3  # SIGTERM fade (the issue allows up to 0.5 s)
 SAVE_EXTENSIONS = {".wav": "WAV", ".flac": "FLAC"}
+COMMAND_FOR_KEY = {"model": "model", "seconds": "duration", "backend": "generator"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,9 +83,10 @@ class DaemonLock:
             os.close(fd)
             pid = protocol.running_pid()
             who = f"pid {pid}" if pid else "another process"
+            how = f" or `kill {pid}`" if pid else ""
             raise UserError(
                 f"already running ({who}, lock {self.path}); stop it with "
-                "`systemctl --user stop infiniloop` or `infiniloopctl` it"
+                f"`systemctl --user stop infiniloop`{how}"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -848,7 +850,7 @@ class Daemon:
         gen = self.effective_config().generator
         if value is not None and value != getattr(gen, key):
             try:
-                parse_config({"generator": {key: value}}, "command")
+                parse_config({"generator": {key: value}}, COMMAND_FOR_KEY[key])
             except ConfigError as exc:
                 # "command: generator.model: expected one of ..., got ..."
                 raise ProtocolError(protocol.BAD_ARGUMENT, str(exc)) from None
@@ -1004,6 +1006,7 @@ def write_loop_file(dest: Path, audio: Any, rate: int, meta: dict[str, Any], for
         ):
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             try:
+                os.fchmod(fd, 0o644)  # a user's music file, not a private one
                 with os.fdopen(fd, "wb") as f:
                     writer(f)
                     f.flush()
