@@ -28,6 +28,7 @@ class _Instrument:
     release: float
     vibrato: float = 0.0  # depth in semitones
     detune: float = 0.0  # cents of a second, detuned copy (pads, strings)
+    gain: float = 1.0  # trims the family to sit in the mix as the SoundFont's does
 
 
 def _table(amps: dict[int, float]) -> np.ndarray:
@@ -61,7 +62,13 @@ def _instrument(program: int) -> _Instrument:
         )
     if program < 16 or program in (46,):  # mallets, celesta, harp
         return _Instrument(
-            _table({1: 1, 3: 0.2, 4: 0.25, 10: 0.05}), _table({1: 1}), 0.002, 0.7, 0.0, 0.3
+            _table({1: 1, 3: 0.2, 4: 0.25, 10: 0.05}),
+            _table({1: 1}),
+            0.002,
+            0.7,
+            0.0,
+            0.3,
+            gain=0.4,
         )
     if 24 <= program < 32:  # guitars
         return _Instrument(_table(_saw(10, 1.3)), _table({1: 1, 2: 0.3}), 0.003, 0.9, 0.0, 0.15)
@@ -94,12 +101,19 @@ def _instrument(program: int) -> _Instrument:
             vibrato=0.12,
         )
     if program == 80:  # square lead
-        return _Instrument(_table(_square(15)), _table(_square(5)), 0.003, 0.5, 0.6, 0.05)
+        return _Instrument(_table(_square(15)), _table(_square(5)), 0.003, 0.5, 0.6, 0.05, gain=0.6)
     if 80 <= program < 88:  # saw leads
         return _Instrument(_table(_saw(16)), _table(_saw(6, 1.3)), 0.005, 0.4, 0.6, 0.1, detune=8)
     # pads and everything else: slow, warm, detuned
     return _Instrument(
-        _table(_saw(10, 1.6)), _table({1: 1, 2: 0.3, 3: 0.1}), 0.6, 3.0, 0.85, 1.0, detune=9
+        _table(_saw(10, 1.6)),
+        _table({1: 1, 2: 0.3, 3: 0.1}),
+        0.6,
+        3.0,
+        0.85,
+        1.0,
+        detune=9,
+        gain=0.6,
     )
 
 
@@ -126,7 +140,7 @@ def _note(
     held = int(seconds * sr)
     if held < n:
         env[held:] *= np.exp(-(t[held:] - t[held]) / (inst.release / 4))
-    gain = (velocity / 127) ** 1.6 * 0.3
+    gain = (velocity / 127) ** 1.6 * 0.3 * inst.gain
     # Low notes of bright timbres would alias in the table; high ones are fine at 32 kHz.
     return (wave * env * gain).astype(np.float32)
 
@@ -193,7 +207,13 @@ def render(score: Score, frames: int, sr: int, rng: np.random.Generator) -> np.n
     instruments = {
         i: _instrument(p.program) for i, p in enumerate(score.parts) if p.channel != c.DRUM_CHANNEL
     }
-    volumes = [(p.volume / 127) ** 2 for p in score.parts]
+    # CC7 is a square law in FluidSynth; drums get half of it, because the drum volumes
+    # compensate for how loud each SoundFont kit is, and this kit is always the same.
+    volumes = [
+        (p.volume / 127) ** (1 if p.channel == c.DRUM_CHANNEL else 2)
+        * (0.5 if p.channel == c.DRUM_CHANNEL else 1.0)
+        for p in score.parts
+    ]
     kit = None
     for note in score.notes:
         start = int(round(note.start * sr))
