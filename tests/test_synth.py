@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from infiniloopd.errors import UserError
-from infiniloopd.generators.synth import DEFAULT_SOUNDFONTS, SR, SynthGenerator
+from infiniloopd.generators.synth import DEFAULT_SOUNDFONTS, SR, SynthGenerator, fx
 from infiniloopd.generators.synth import composer as c
 
 HAVE_SOUNDFONT = any(p.is_file() for p in DEFAULT_SOUNDFONTS)
@@ -313,3 +313,48 @@ def test_small_soundfont_renders_too() -> None:
     y = gen.render("synthwave", 6, seed=1)  # uses an 808 kit the small font lacks
     assert gen.model == "TimGM6mb"
     assert np.max(np.abs(y)) <= 0.9 and np.sqrt(np.mean(y**2)) > 0.05
+
+
+# --- the finishing effects ----------------------------------------------------------------
+
+
+def _band_energy(y: np.ndarray, lo: float, hi: float) -> float:
+    spec = np.abs(np.fft.rfft(y)) ** 2
+    freqs = np.fft.rfftfreq(len(y), 1 / SR)
+    return float(spec[(freqs >= lo) & (freqs < hi)].sum())
+
+
+def test_reverb_adds_a_decaying_tail() -> None:
+    x = np.zeros(SR * 3, dtype=np.float32)
+    x[100] = 1.0
+    y = fx.reverb(x, SR, mix=0.5, seconds=2.0, rng=np.random.default_rng(1))
+    early = np.sqrt(np.mean(y[SR // 10 : SR // 2] ** 2))
+    late = np.sqrt(np.mean(y[int(1.5 * SR) : 2 * SR] ** 2))
+    assert early > 1e-3 and late < early / 5 and late > 0  # a tail that dies away
+    assert len(y) == len(x)
+
+
+def test_lofi_dulls_the_top_and_textures_are_broadband() -> None:
+    rng = np.random.default_rng(2)
+    noise = rng.standard_normal(SR * 2).astype(np.float32) * 0.1
+    dull = fx.lofi(noise, SR, cutoff=4000, wow_ms=1.5, drive=0.3, rng=rng)
+    assert _band_energy(dull, 8000, 16000) < 0.02 * _band_energy(noise, 8000, 16000)
+    assert _band_energy(dull, 200, 2000) > 0.3 * _band_energy(noise, 200, 2000)
+    rain = fx.rain(SR * 2, SR, 1.0, rng)
+    assert _band_energy(rain, 1000, 6000) > 5 * _band_energy(rain, 20, 200)
+    crackle = fx.vinyl(SR * 2, SR, crackle=1.0, hiss=0.0, rng=rng)
+    loud = np.abs(crackle) > 5 * np.sqrt(np.mean(crackle**2))
+    assert 0 < loud.mean() < 0.01  # sparse clicks, not a steady noise
+
+
+def test_limiter_holds_the_ceiling_smoothly() -> None:
+    t = np.arange(SR) / SR
+    x = (np.sin(2 * np.pi * 220 * t) * np.where(t > 0.5, 2.0, 0.5)).astype(np.float32)
+    y = fx.limit(x, 0.89, SR)
+    assert np.max(np.abs(y)) <= 0.89
+    assert np.allclose(y[: SR // 4], x[: SR // 4])  # quiet part untouched
+    assert np.max(np.abs(np.diff(y))) < 0.1  # no steps in the gain
+
+
+def test_other_sample_rates(fluid: SynthGenerator) -> None:
+    assert len(fluid.render("piano", 2.5, seed=1, sr=48000)) == 120000
