@@ -1,0 +1,71 @@
+"""Persisted state: atomic writes, validation, corrupt files set aside."""
+
+from __future__ import annotations
+
+import json
+
+from infiniloopd.state import State, load_state, save_state, state_path
+
+
+def test_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    st = State(prompt="rainy jazz", preset="rain", volume=33, paused=True, crossfade=2.5,
+               min_play=30.0, generator={"model": "medium", "seconds": 12.0},
+               stats={"synth/x": {"clips": 3}})  # fmt: skip
+    path = save_state(st)
+    assert path == state_path() == tmp_path / "infiniloop" / "state.json"
+    back = load_state()
+    assert (back.prompt, back.preset, back.volume, back.paused) == ("rainy jazz", "rain", 33, True)
+    assert (back.crossfade, back.min_play) == (2.5, 30.0)
+    assert back.generator == {"model": "medium", "seconds": 12.0}
+    assert back.stats == {"synth/x": {"clips": 3}}
+    # No temp files left beside it.
+    assert [p.name for p in path.parent.iterdir()] == ["state.json"]
+
+
+def test_missing_file_is_a_fresh_state(tmp_path):
+    assert load_state(tmp_path / "nope.json") == State()
+
+
+def test_corrupt_file_is_moved_aside(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    path.write_text("{not json")
+    st = load_state(path)
+    assert st == State()
+    assert not path.exists()
+    aside = list(tmp_path.glob("state.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == "{not json"
+    assert "corrupt state file" in caplog.text
+
+
+def test_invalid_values_fall_back_to_defaults(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text(
+        json.dumps(
+            {
+                "prompt": 5,
+                "volume": 400,
+                "paused": "yes",
+                "crossfade": -1,
+                "min_play": "x",
+                "generator": {"binary": "/bin/sh", "model": "small"},
+            }  # fmt: skip
+        )
+    )
+    st = load_state(path)
+    assert (st.prompt, st.volume, st.paused, st.crossfade, st.min_play) == (
+        None,
+        None,
+        False,
+        None,
+        None,
+    )
+    # Only run-time generator keys survive; never a binary path from the state file.
+    assert st.generator == {"model": "small"}
+
+
+def test_non_object_is_corrupt(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text("[1, 2]")
+    assert load_state(path) == State()
+    assert list(tmp_path.glob("state.json.corrupt-*"))
