@@ -424,7 +424,7 @@ class Score:
         return frozenset((self.tonic + i) % 12 for i in MODES[self.mode])
 
 
-def _digest(text: str) -> int:
+def stable_hash(text: str) -> int:
     """A stable hash: Python's hash() is salted per process, this one is not."""
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
@@ -443,7 +443,7 @@ def choose_style(prompt: str) -> Style:
     for stem, name in KEYWORDS:
         if re.search(r"(?<![a-z0-9])" + re.escape(stem), text):
             return STYLES[name]
-    return STYLES[DEFAULT_STYLES[_digest(text) % len(DEFAULT_STYLES)]]
+    return STYLES[DEFAULT_STYLES[stable_hash(text) % len(DEFAULT_STYLES)]]
 
 
 def _adjust_style(style: Style, text: str) -> Style:
@@ -618,7 +618,7 @@ def compose(prompt: str, seconds: float, seed: int) -> Score:
     """Compose `seconds` of music for a prompt; same prompt and seed, same score."""
     text = normalize_prompt(prompt)
     style = _adjust_style(choose_style(prompt), text)
-    identity = _digest(text)  # fixed per prompt: key, tempo, mode
+    identity = stable_hash(text)  # fixed per prompt: key, tempo, mode
     rng = np.random.default_rng([identity & 0xFFFFFFFF, seed & 0xFFFFFFFF, 1])
 
     tonic = identity % 12

@@ -16,7 +16,7 @@ from scipy import signal
 from infiniloopd.errors import UserError
 
 from . import fx, render_numpy
-from .composer import Score, _digest, compose, normalize_prompt
+from .composer import Score, compose, normalize_prompt, stable_hash
 from .render_fluid import FluidRenderer
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class SynthGenerator:
     def __init__(
         self, soundfont: Path | None = None, *, search: Sequence[Path] = DEFAULT_SOUNDFONTS
     ) -> None:
+        self._searched = tuple(search)
         if soundfont is not None:
             soundfont = Path(soundfont).expanduser()
             if not soundfont.is_file():
@@ -56,7 +57,6 @@ class SynthGenerator:
         else:
             self._explicit = False
             self._soundfont = next((p for p in search if p.is_file()), None)
-            self._searched = tuple(search)
         self._lock = threading.Lock()
         self._fluid: FluidRenderer | None = None
         self._loaded = False
@@ -135,7 +135,7 @@ class SynthGenerator:
         if report:
             report(0.1)
         rng = np.random.default_rng(
-            [_digest(normalize_prompt(prompt)) & 0xFFFFFFFF, seed & 0xFFFFFFFF, 2]
+            [stable_hash(normalize_prompt(prompt)) & 0xFFFFFFFF, seed & 0xFFFFFFFF, 2]
         )
         if self._fluid is not None:
             native = int(round(seconds * self._fluid.sr))

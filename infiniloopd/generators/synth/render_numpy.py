@@ -131,7 +131,9 @@ def _note(
     phase = (phase0 + np.cumsum(freq * bend / sr)) % 1.0
     idx = (phase * TABLE).astype(np.int32)
     fall = np.exp(-t / inst.decay)
-    wave = inst.bright[idx] * fall + inst.mellow[idx] * (1 - fall)
+    # The bright tables would alias above ~1 kHz at 32 kHz: high notes play mellow only.
+    bright = fall if freq * 16 < sr / 2 else np.zeros_like(fall)
+    wave = inst.bright[idx] * bright + inst.mellow[idx] * (1 - bright)
     if inst.detune:
         ph2 = (phase0 + 0.37 + np.cumsum(freq * 2 ** (inst.detune / 1200) * bend / sr)) % 1.0
         wave = 0.6 * wave + 0.4 * inst.mellow[(ph2 * TABLE).astype(np.int32)]
@@ -141,7 +143,6 @@ def _note(
     if held < n:
         env[held:] *= np.exp(-(t[held:] - t[held]) / (inst.release / 4))
     gain = (velocity / 127) ** 1.6 * 0.3 * inst.gain
-    # Low notes of bright timbres would alias in the table; high ones are fine at 32 kHz.
     return (wave * env * gain).astype(np.float32)
 
 
