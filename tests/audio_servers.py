@@ -307,7 +307,7 @@ class PipeWireServer(PulseServer):
             _wait_for(lambda: (self.root / "runtime" / "pipewire-0").exists(), 5.0, "pipewire")
             spawn(["wireplumber"])
             spawn(["pipewire-pulse"])
-            _wait_for(self.socket.exists, 10.0, "pipewire-pulse")
+            _wait_for(self._pactl_info, 10.0, "pipewire-pulse")
             result = subprocess.run(
                 [
                     "pactl",
@@ -343,6 +343,12 @@ class PipeWireServer(PulseServer):
             ["pactl", "list", "short", "sinks"], env=self.env, capture_output=True, text=True
         )
         return result.returncode == 0 and self.sink in result.stdout
+
+    def _pactl_info(self) -> bool:
+        if not self.socket.exists():
+            return False
+        result = subprocess.run(["pactl", "info"], env=self.env, capture_output=True)
+        return result.returncode == 0
 
     def kill(self) -> None:
         for proc in reversed(self.procs):
