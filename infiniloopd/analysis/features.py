@@ -29,6 +29,7 @@ class Frames:
     mfcc: np.ndarray  # (N_MFCC, T) without the 0th (level) coefficient
     level_db: np.ndarray  # (T,) frame RMS in dBFS
     onset: np.ndarray  # (T,) half-wave rectified spectral flux, unit std
+    onset_low: np.ndarray  # (T,) the same below ~200 Hz (kick and bass: bar accents)
     hop_seconds: float
 
 
@@ -95,12 +96,18 @@ def frame_features(x: np.ndarray, sr: int = ANALYSIS_RATE) -> Frames:
     # onset strength: mean positive log-mel rise over ~2 hops, then a local-mean high-pass
     rise = np.zeros_like(logmel)
     rise[:, 2:] = logmel[:, 2:] - logmel[:, :-2]
-    onset = np.maximum(rise, 0.0).mean(axis=0)
-    k = 33
-    local = np.convolve(onset, np.ones(k) / k, mode="same")
-    onset = np.maximum(onset - local, 0.0)
-    sd = onset.std()
-    onset = onset / sd if sd > 0 else onset
+    pos = np.maximum(rise, 0.0)
+    onset = _highpass_unit(pos.mean(axis=0))
+    # bar accents: the rise of the total energy below 200 Hz (a kick adds energy there;
+    # a bass line moving from note to note mostly does not)
+    low = _mel_hz(sr) < 200.0
+    if low.any():
+        low_db = 10.0 * np.log10(np.maximum(mel[low].sum(axis=0), 1e-10))
+        low_rise = np.zeros_like(low_db)
+        low_rise[2:] = np.maximum(low_db[2:] - low_db[:-2], 0.0)
+        onset_low = _highpass_unit(low_rise)
+    else:
+        onset_low = onset
 
     chroma = chroma_filterbank(sr, N_FFT) @ np.sqrt(S)
     chroma /= np.maximum(np.linalg.norm(chroma, axis=0, keepdims=True), 1e-9)
@@ -110,4 +117,27 @@ def frame_features(x: np.ndarray, sr: int = ANALYSIS_RATE) -> Frames:
     # Parseval: frame energy from the Hann-windowed spectrum (window power mean 3/8)
     energy = S.sum(axis=0) * 2.0 / (N_FFT * N_FFT * 0.375)
     level_db = 10.0 * np.log10(np.maximum(energy, 1e-12))
-    return Frames(logmel, chroma, mfcc, level_db, onset.astype(np.float32), HOP / sr)
+    return Frames(
+        logmel,
+        chroma,
+        mfcc,
+        level_db,
+        onset.astype(np.float32),
+        onset_low.astype(np.float32),
+        HOP / sr,
+    )
+
+
+def _highpass_unit(env: np.ndarray) -> np.ndarray:
+    """Envelope minus its ~0.25 s local mean, half-wave rectified, scaled to unit std."""
+    k = 33
+    local = np.convolve(env, np.ones(k) / k, mode="same")
+    out = np.maximum(env - local, 0.0)
+    sd = out.std()
+    return out / sd if sd > 0 else out
+
+
+def _mel_hz(sr: int) -> np.ndarray:
+    """Centre frequency of each mel band of mel_filterbank(sr, N_FFT, N_MELS)."""
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(30.0), _hz_to_mel(sr / 2.0), N_MELS + 2))
+    return edges[1:-1]

@@ -32,9 +32,10 @@ _WEIGHTS = np.exp(-np.abs(_OFFSETS + 0.5) / 2.5)
 # feature blocks and their share of the beat distance
 _W_CHROMA, _W_MFCC, _W_LEVEL, _W_ONSET = 0.35, 0.35, 0.15, 0.15
 _SUBBEATS = 4
-# loops whose score is within this of the best count as equally good: take the longest
-_TOLERANCE = 0.06
-_DOWNBEAT_BONUS = 0.02
+# preference for long loops (less repetition): the longest candidate gains this much
+# score over a seam of equal quality, a loop half as long half of it
+_LENGTH_BONUS = 0.12
+_DOWNBEAT_BONUS = 0.04
 _MISSING_PENALTY = 0.25  # per unit weight of seam context that falls outside the clip
 _FADE_DB = 9.0  # beats this far under the median level at the clip's edges are a fade
 _METER_MIN_GAIN = 0.04  # how much more alike beats a bar apart must be to trust a meter
@@ -105,8 +106,8 @@ def _robust_scale(d: np.ndarray) -> np.ndarray:
     return d / med if med > 1e-12 else np.zeros_like(d)
 
 
-def _beat_distance(f: Frames, b: _Beats) -> tuple[np.ndarray, np.ndarray]:
-    """(n_beats, n_beats) distance, median 1 off the diagonal, and per-beat level in dB."""
+def _beat_distance(f: Frames, b: _Beats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Beat distance matrix (median 1 off the diagonal), chroma distance, level in dB."""
     beats = b.frames
     chroma = _sync(f.chroma, beats)
     chroma /= np.maximum(np.linalg.norm(chroma, axis=0, keepdims=True), 1e-9)
@@ -134,7 +135,7 @@ def _beat_distance(f: Frames, b: _Beats) -> tuple[np.ndarray, np.ndarray]:
         + _W_LEVEL * _robust_scale(d_level)
         + _W_ONSET * _robust_scale(d_onset)
     )
-    return d, level
+    return d, d_chroma, level
 
 
 def _lag_similarity(d: np.ndarray, max_lag: int) -> np.ndarray:
@@ -161,15 +162,21 @@ def _meter(d: np.ndarray) -> int:
     return meter if gain >= _METER_MIN_GAIN else 1
 
 
-def _downbeat_phase(d: np.ndarray, f: Frames, beats: np.ndarray, meter: int) -> int:
+def _downbeat_phase(d_chroma: np.ndarray, f: Frames, beats: np.ndarray, meter: int) -> int:
     """Which beat phase (mod meter) starts the bars: where harmony changes and accents fall."""
     if meter <= 1:
         return 0
-    change = np.zeros(beats.size)
-    change[1:] = np.diagonal(d, offset=1)
-    accent = f.onset[beats]
-    z = (change - change.mean()) / (change.std() + 1e-9) + (accent - accent.mean()) / (
-        accent.std() + 1e-9
+    # harmony tends to change on the downbeat: chroma distance from the previous beat
+    change = np.empty(beats.size)
+    change[1:] = np.diagonal(d_chroma, offset=1)
+    change[0] = change[1:].mean() if beats.size > 1 else 0.0
+    # kick and bass mark bars; the full-band onset would favour backbeat snares.
+    # Beats sit on onset peaks give or take a few frames: take the peak near each.
+    n = f.onset_low.size
+    near = np.clip(beats[:, None] + np.arange(-3, 4)[None, :], 0, n - 1)
+    accent = f.onset_low[near].max(axis=1)
+    z = (accent - accent.mean()) / (accent.std() + 1e-9) + 0.5 * (change - change.mean()) / (
+        change.std() + 1e-9
     )
     phase_score = [np.mean(z[p::meter]) if z[p::meter].size else -np.inf for p in range(meter)]
     return int(np.argmax(phase_score))
@@ -231,11 +238,11 @@ def find_loop(
     b = _find_beats(f)
     beat_s = b.frames * f.hop_seconds  # beat times in seconds
     nb = beat_s.size
-    d, level = _beat_distance(f, b)
+    d, d_chroma, level = _beat_distance(f, b)
     bpm = 60.0 / (b.period * f.hop_seconds)
 
     meter = _meter(d) if b.tracked else 1
-    phase = _downbeat_phase(d, f, b.frames, meter)
+    phase = _downbeat_phase(d_chroma, f, b.frames, meter)
 
     starts = np.round(beat_s * sr).astype(np.int64) - pre
     lo_fade, hi_fade = _fade_bounds(level)
@@ -257,18 +264,20 @@ def find_loop(
         if not ok.any():
             continue
         bonus = np.where((ai - phase) % max(meter, 1) == 0, _DOWNBEAT_BONUS, 0.0)
-        candidates = (lags, np.where(ok, sc + bonus, -np.inf), step)
+        candidates = (lags, np.where(ok, sc, -np.inf), bonus, step)
         break
     if candidates is None:
         return _fallback(mono, sr, min_seconds, max_seconds, xf, margin, bpm, d.size > 0)
 
-    lags, sc, step = candidates
-    best = float(sc.max())
-    good = np.argwhere(sc >= best - _TOLERANCE)
-    # longest loop among the good ones; among equally long ones the best scoring
-    lens = lags[good[:, 0]]
-    top = good[lens == lens.max()]
-    li, ai = top[np.argmax(sc[top[:, 0], top[:, 1]])]
+    lags, sc, bonus, step = candidates
+    # add the downbeat and length preferences and take the best
+    ai_all = np.arange(nb)[None, :]
+    bi_all = np.clip(ai_all + lags[:, None], 0, nb - 1)
+    length = beat_s[bi_all] - beat_s[ai_all]
+    finite = np.isfinite(sc)
+    longest = float(length[finite].max())
+    objective = np.where(finite, sc + bonus + _LENGTH_BONUS * length / longest, -np.inf)
+    li, ai = np.unravel_index(int(np.argmax(objective)), objective.shape)
     bi = ai + lags[li]
     start = int(max(0, starts[ai]))
     coarse_end = start + int(round((beat_s[bi] - beat_s[ai]) * sr))
