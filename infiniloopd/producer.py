@@ -103,11 +103,13 @@ class Producer:
         self._fallback = False
         self._stats: dict[str, dict[str, float]] = {}
         self._recent: collections.deque[str] = collections.deque(maxlen=RECENT)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- the long-running task ---------------------------------------------------------
 
     async def run(self) -> None:
         """Keep the queue full until cancelled."""
+        self._loop = asyncio.get_running_loop()
         ensure_dir(self._spool)
         for leftover in self._spool.glob("clip-*"):
             with contextlib.suppress(OSError):
@@ -311,10 +313,21 @@ class Producer:
         self._retry_at = 0.0
         self._wake.set()
 
+    def _poke(self) -> None:
+        """Wake run(); safe from a worker thread (the daemon loads first_loop in one)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None or self._loop is None:
+            self._wake.set()
+        else:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
     def _note_played(self, entry: LoopEntry) -> None:
         self._library.touch(entry)
         self._recent.append(entry.id)
-        self._wake.set()
+        self._poke()
 
     def take_ready(self) -> tuple[LoopEntry, np.ndarray] | None:
         """The next loop to play (its audio in memory), or None to keep the current one."""
