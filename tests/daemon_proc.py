@@ -68,7 +68,13 @@ class NotifyListener:
 
 
 class Daemon:
-    def __init__(self, root: Path, config: dict[str, Any] | None = None, notify: bool = False):
+    def __init__(
+        self,
+        root: Path,
+        config: dict[str, Any] | None = None,
+        notify: bool = False,
+        runtime_env: bool = True,
+    ):
         self.root = root
         self.out = root / "out.wav"
         self.config_path = root / "config.yaml"
@@ -87,6 +93,16 @@ class Daemon:
             (root / sub).mkdir(mode=0o700, exist_ok=True)
             self.env[var] = str(root / sub)
         self.runtime = root / "run" / "infiniloop"
+        if not runtime_env:  # as under cron: the daemon and client fall back alike
+            del self.env["XDG_RUNTIME_DIR"]
+            from infiniloopd import paths
+
+            saved = os.environ.pop("XDG_RUNTIME_DIR", None)
+            try:
+                self.runtime = paths.runtime_dir()
+            finally:
+                if saved is not None:
+                    os.environ["XDG_RUNTIME_DIR"] = saved
         self.music = root / "music" / "infiniloop"
         self.notify: NotifyListener | None = None
         if notify:
