@@ -54,7 +54,9 @@ def ensure_packages() -> None:
     if os.geteuid() != 0:
         apt.insert(0, "sudo")
     if subprocess.run(apt, env=env, check=False).returncode != 0:
-        subprocess.run([*apt[: -len(missing) - 3], "apt-get", "update"], env=env, check=False)
+        # a fresh machine may have no package lists yet
+        update = ["sudo", "apt-get", "update"] if apt[0] == "sudo" else ["apt-get", "update"]
+        subprocess.run(update, env=env, check=False)
         subprocess.run(apt, env=env, check=True)
 
 
@@ -86,6 +88,19 @@ def decode(path: Path) -> np.ndarray:
     return np.frombuffer(out, dtype="<f4").copy()
 
 
+def audible(y: np.ndarray) -> np.ndarray:
+    """y from its first to its last 100 ms block within 40 dB of the loudest block."""
+    w = RATE // 10
+    n = y.size // w
+    if n == 0:
+        return y[:0]
+    e = np.mean(y[: n * w].reshape(n, w).astype(np.float64) ** 2, axis=1)
+    loud = np.flatnonzero(e > e.max() * 1e-4)
+    if e.max() < 1e-8 or loud.size == 0:  # below -80 dBFS: nothing there
+        return y[:0]
+    return y[loud[0] * w : (loud[-1] + 1) * w]
+
+
 def tracks() -> list[Path]:
     found = []
     for root in PACKAGES.values():
@@ -112,6 +127,8 @@ def build(out: Path, limit: int | None = None) -> list[Path]:
                     "%s: cannot decode: %s", path, e.stderr.decode(errors="replace").strip()
                 )
                 continue
+            # modules often end early and pad with silence: keep the audible part only
+            y = audible(y)
             if y.size < MIN_TRACK_SECONDS * RATE:
                 log.info("%s: too short (%.1f s), skipped", path, y.size / RATE)
                 continue

@@ -1,0 +1,422 @@
+#!/usr/bin/env python3
+"""Soak: the daemon plays through a real PulseAudio null sink for N minutes, both cores busy.
+
+    python3 benchmarks/soak.py [--minutes 10] [--no-stress] [--clip-seconds 8] [--min-play 20]
+
+The script starts its own private `pulseaudio` with a null sink (tests/audio_servers.py),
+the real daemon (synth generator, output.backend pulse) in temporary XDG dirs, and
+`stress-ng --cpu 2` (or one busy-loop process per core if stress-ng is missing) at the
+same priority as the daemon. The sink's monitor is recorded with `parec` for the whole
+run, and scanned afterwards. It prints:
+
+- gaps: runs of silent 5 ms blocks (peak below 1e-4) after the first sound. The synth's
+  loops never contain digital silence, so any such run is a dropout (target 0); plus the
+  server's own underrun count and the player's xrun counter.
+- clicks: see `find_clicks`. Each channel's second difference d2[n] = x[n] - 2x[n-1] +
+  x[n-2] is small for music (it weights high frequencies, where music has little energy)
+  but a step discontinuity of size D puts a spike of about D into it at one sample. The
+  signal is cut into 2.5 ms blocks; the reference level of a block is the largest
+  75th percentile of |d2| among it and its two neighbours (so the loud side of a drum
+  onset sets the reference, not the quiet side). A sample is a click if |d2| exceeds
+  CLICK_RATIO times that reference and CLICK_FLOOR in absolute terms. Clicks closer than
+  10 ms count once. Before scanning the recording the detector is checked on a copy of
+  a stretch of it with steps injected (printed as "self-check"), so a 0 means something.
+  Clicks within 1.5 s of a loop start (crossfade) are reported separately.
+- loudness spread: integrated loudness (BS.1770, pyloudnorm) of each loop's stretch of
+  the recording, from the end of its crossfade to the next loop start; max - min
+  (target <= 1 LU).
+- daemon CPU (% of one core) and RSS over time, from /proc; the analyzer worker is
+  reported separately. The synth generator renders inside the daemon process (a
+  thread), so CPU is also split into "generating" and "idle" samples; the 3 % target
+  is for playing (idle) time.
+- control round trip under load: `infiniloopctl status` end to end (process start
+  included), and a raw ZeroMQ `ping` request, p50/p95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.audio_servers import RATE, PulseServer, _stop_process  # noqa: E402
+from tests.daemon_proc import Daemon  # noqa: E402
+
+BLOCK_MS = 5.0
+SILENT_PEAK = 1e-4
+CLICK_RATIO = 25.0
+CLICK_FLOOR = 0.005
+CLICK_BLOCK = 120  # 2.5 ms at 48 kHz
+CHUNK = RATE * 30  # frames scanned at once
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- measuring the daemon ---------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Sampler(threading.Thread):
+    """Every `period` s: daemon and worker CPU and RSS, whether it was generating."""
+
+    def __init__(self, d: Daemon, period: float) -> None:
+        super().__init__(daemon=True)
+        self.d = d
+        self.period = period
+        self.rows: list[dict] = []
+        self.rtt_ctl: list[float] = []
+        self.rtt_zmq: list[float] = []
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        import zmq
+
+        pid = self.d.proc.pid
+        last_t, last_cpu = time.monotonic(), cpu_seconds(pid)
+        wlast: tuple[int, float] | None = None
+        ctx = zmq.Context()
+        endpoint = f"ipc://{self.d.runtime}/control.sock"
+        while not self.stop_flag.wait(self.period):
+            t0 = time.perf_counter()
+            r = self.d.ctl("status", "--json")
+            self.rtt_ctl.append(time.perf_counter() - t0)
+            st = json.loads(r.stdout) if r.returncode == 0 else {}
+            sock = ctx.socket(zmq.REQ)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(endpoint)
+            t0 = time.perf_counter()
+            sock.send_json({"v": 1, "cmd": "ping", "args": {}})
+            if sock.poll(5000):
+                sock.recv()
+                self.rtt_zmq.append(time.perf_counter() - t0)
+            sock.close()
+            now, cpu = time.monotonic(), cpu_seconds(pid)
+            row = {
+                "t": now,
+                "cpu": 100 * (cpu - last_cpu) / (now - last_t),
+                "rss": rss_mb(pid),
+                "generating": bool(st.get("generating")),
+                "xruns": st.get("xruns"),
+                "state": st.get("state"),
+                "loops_played": st.get("loops_played"),
+            }
+            last_t, last_cpu = now, cpu
+            wpid = st.get("worker_pid")
+            if wpid:
+                try:
+                    wcpu = cpu_seconds(wpid)
+                    if wlast and wlast[0] == wpid:
+                        row["worker_cpu"] = 100 * (wcpu - wlast[1]) / self.period
+                    row["worker_rss"] = rss_mb(wpid)
+                    wlast = (wpid, wcpu)
+                except OSError:
+                    wlast = None
+            self.rows.append(row)
+        ctx.term()
+
+
+class LoopStarts(threading.Thread):
+    """`infiniloopctl watch --json`: the recording frame at which each loop started."""
+
+    def __init__(self, d: Daemon, rec) -> None:
+        super().__init__(daemon=True)
+        self.rec = rec
+        self.frames: list[int] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "infiniloopctl", "watch", "--json"],
+            env=d.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    def run(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "loop_started":
+                self.frames.append(self.rec.frames_so_far())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(5)
+
+
+# --- scanning the recording -------------------------------------------------------------
+
+
+def silent_runs(x: np.ndarray, start: int) -> list[tuple[int, int]]:
+    """(first frame, length in blocks) of runs of silent 5 ms blocks from `start` on."""
+    block = round(RATE * BLOCK_MS / 1000)
+    runs: list[tuple[int, int]] = []
+    run_start, run_len = -1, 0
+    for c0 in range(start, len(x), CHUNK):
+        seg = np.abs(x[c0 : c0 + CHUNK]).max(axis=1)
+        n = seg.size // block
+        peaks = seg[: n * block].reshape(n, block).max(axis=1)
+        for i in np.flatnonzero(peaks < SILENT_PEAK):
+            frame = c0 + i * block
+            if run_len and frame == run_start + run_len * block:
+                run_len += 1
+            else:
+                if run_len:
+                    runs.append((run_start, run_len))
+                run_start, run_len = frame, 1
+    if run_len:
+        runs.append((run_start, run_len))
+    # The last blocks may just be the recorder stopping before the daemon.
+    return [r for r in runs if r[0] + r[1] * block < len(x) - RATE // 10]
+
+
+def find_clicks(x: np.ndarray) -> np.ndarray:
+    """Frames of step-like discontinuities in x (frames, channels); see the module doc."""
+    hits = []
+    for ch in range(x.shape[1]):
+        d2 = np.abs(np.diff(x[:, ch].astype(np.float64), n=2))
+        n = d2.size // CLICK_BLOCK
+        if n < 3:
+            continue
+        blocks = d2[: n * CLICK_BLOCK].reshape(n, CLICK_BLOCK)
+        p75 = np.percentile(blocks, 75, axis=1)
+        ref = np.maximum(p75, np.maximum(np.r_[p75[0], p75[:-1]], np.r_[p75[1:], p75[-1]]))
+        limit = np.maximum(CLICK_RATIO * ref, CLICK_FLOOR)
+        over = blocks > limit[:, None]
+        rows, cols = np.nonzero(over)
+        hits.append(rows * CLICK_BLOCK + cols + 2)
+    if not hits:
+        return np.zeros(0, dtype=np.int64)
+    frames = np.unique(np.concatenate(hits))
+    if frames.size == 0:
+        return frames
+    keep = np.r_[True, np.diff(frames) > RATE // 100]
+    return frames[keep]
+
+
+def scan_clicks(x: np.ndarray, start: int) -> np.ndarray:
+    found = []
+    for c0 in range(start, len(x), CHUNK):
+        seg = np.asarray(x[max(start, c0 - 2) : c0 + CHUNK])
+        found.append(find_clicks(seg) + max(start, c0 - 2))
+    frames = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+    if frames.size:
+        frames = frames[np.r_[True, np.diff(frames) > RATE // 100]]
+    return frames
+
+
+def self_check(x: np.ndarray, start: int) -> tuple[int, int]:
+    """Inject steps into a copy of 10 s of the recording; how many does find_clicks see?"""
+    seg = np.array(x[start + RATE : start + 11 * RATE], dtype=np.float32)
+    if len(seg) < 10 * RATE:
+        return 0, 0
+    before = set(find_clicks(seg).tolist())
+    where = [RATE * k + 1234 for k in range(1, 10)]
+    for w in where:
+        seg[w:] += 0.02  # a 0.02 step (-34 dBFS): an audible tick
+        seg[w + 2400 :] -= 0.02  # undo 50 ms later (that is a step too: both count)
+    found = [f for f in find_clicks(seg).tolist() if f not in before]
+    expected = 2 * len(where)
+    return sum(1 for w in where for o in (0, 2400) if any(abs(f - w - o) <= 3 for f in found)), (
+        expected
+    )
+
+
+def loudness_per_loop(x: np.ndarray, starts: list[int], crossfade: float) -> list[float]:
+    import pyloudnorm
+
+    meter = pyloudnorm.Meter(RATE)
+    values = []
+    bounds = [*starts, len(x)]
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        a2, b2 = a + int((crossfade + 0.3) * RATE), b - RATE // 10
+        if b2 - a2 < 3 * RATE:
+            continue
+        values.append(float(meter.integrated_loudness(np.asarray(x[a2:b2], dtype=np.float64))))
+    return [v for v in values if np.isfinite(v)]
+
+
+# --- load -------------------------------------------------------------------------------
+
+
+def start_load(seconds: float) -> list[subprocess.Popen]:
+    if shutil.which("stress-ng"):
+        argv = ["stress-ng", "--cpu", "2", "--timeout", f"{int(seconds)}s", "--quiet"]
+        return [subprocess.Popen(argv, start_new_session=True)]
+    busy = "import time\nend=time.time()+%d\nwhile time.time()<end: pass" % seconds
+    return [
+        subprocess.Popen([sys.executable, "-c", busy], start_new_session=True) for _ in range(2)
+    ]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--no-stress", action="store_true", help="do not load the cores")
+    ap.add_argument("--clip-seconds", type=float, default=8.0)
+    ap.add_argument("--min-play", type=float, default=20.0)
+    ap.add_argument("--crossfade", type=float, default=2.0)
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (recording, logs)")
+    args = ap.parse_args()
+    seconds = args.minutes * 60
+
+    tmp = Path(tempfile.mkdtemp(prefix="infiniloop-soak-"))
+    server = PulseServer(tmp / "pulse").start()
+    config = {
+        "generator": {"backend": "synth", "seconds": args.clip_seconds, "prefetch": 2},
+        "output": {"backend": "pulse", "sink": server.sink},
+        "playback": {"crossfade": args.crossfade, "min_play": args.min_play, "volume": 80},
+        "analysis": {"min_loop": 2.0},
+    }
+    (tmp / "d").mkdir()
+    d = Daemon(tmp / "d", config)
+    d.env["PULSE_SERVER"] = server.server
+    load: list[subprocess.Popen] = []
+    watcher = sampler = None
+    try:
+        rec = server.start_recording()
+        t_start = time.monotonic()
+        d.start()
+        print(f"daemon pid {d.proc.pid} playing; soak for {args.minutes:g} min", flush=True)
+        if not args.no_stress:
+            load = start_load(seconds + 30)
+        watcher = LoopStarts(d, rec)
+        watcher.start()
+        sampler = Sampler(d, 5.0)
+        sampler.start()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(min(30.0, max(0.0, end - time.monotonic())))
+            if d.proc.poll() is not None:
+                print(f"DAEMON EXITED {d.proc.returncode}", flush=True)
+                break
+            rows = sampler.rows
+            if rows:
+                r = rows[-1]
+                print(
+                    f"  {time.monotonic() - t_start:6.0f} s  cpu {r['cpu']:5.1f}%  "
+                    f"rss {r['rss']:5.1f} MB  loops {r['loops_played']}  xruns {r['xruns']}",
+                    flush=True,
+                )
+        sampler.stop_flag.set()
+        sampler.join(10)
+        watcher.stop()
+        final = d.status() if d.proc.poll() is None else {}
+    finally:
+        for p in load:
+            _stop_process(p)
+        d.stop()
+        d.close()
+        _stop_process(rec.proc)
+        server.stop()
+
+    x = np.memmap(rec.path, dtype=np.float32, mode="r")
+    x = x[: x.size // 2 * 2].reshape(-1, 2)
+    loud = np.flatnonzero(np.abs(np.asarray(x[: 60 * RATE, 0])) > 1e-3)
+    first = int(loud[0]) if loud.size else 0
+    runs = silent_runs(x, first)
+    found, expected = self_check(x, first)
+    clicks = scan_clicks(x, first)
+    starts = sorted(f for f in watcher.frames if f > first)
+    near = [c for c in clicks if any(abs(c - s) < 1.5 * RATE for s in starts)]
+    lufs = loudness_per_loop(x, starts, args.crossfade)
+
+    rows = sampler.rows
+    warm = [r for r in rows if r["t"] - t_start > 60] or rows
+    third = max(1, len(warm) // 3)
+    idle_cpu = [r["cpu"] for r in warm if not r["generating"]]
+    gen_cpu = [r["cpu"] for r in warm if r["generating"]]
+    rss = [r["rss"] for r in warm]
+    wrss = [r["worker_rss"] for r in warm if "worker_rss" in r]
+    wcpu = [r["worker_cpu"] for r in warm if "worker_cpu" in r]
+
+    print()
+    print(f"soak: {len(x) / RATE / 60:.1f} min recorded, load: "
+          f"{'none' if args.no_stress else 'stress-ng --cpu 2'}")  # fmt: skip
+    print(f"loops started: {len(starts)}; daemon still running at the end: {bool(final)}")
+    longest = max((n for _, n in runs), default=0) * BLOCK_MS
+    print(
+        f"gaps (runs of silent {BLOCK_MS:g} ms blocks): {len(runs)}, longest {longest:g} ms"
+        f"   [target 0]"
+    )
+    for f0, n in runs[:10]:
+        print(f"    at {f0 / RATE:8.2f} s: {n * BLOCK_MS:g} ms")
+    print(f"server underruns logged: {server.underruns()}; player xruns: {final.get('xruns')}")
+    print(f"click detector self-check: {found}/{expected} injected steps found")
+    print(
+        f"clicks: {len(clicks)} ({len(near)} within 1.5 s of a loop start/crossfade)"
+        f"   [target 0]"
+    )
+    for c in clicks[:10]:
+        print(f"    at {c / RATE:8.3f} s")
+    if lufs:
+        print(
+            f"loudness per loop: {len(lufs)} loops, {min(lufs):.2f} .. {max(lufs):.2f} LUFS, "
+            f"spread {max(lufs) - min(lufs):.2f} LU   [target <= 1 LU]"
+        )
+    print(
+        f"daemon CPU % of one core: idle p50 {pct(idle_cpu, 50):.2f} p95 {pct(idle_cpu, 95):.2f}"
+        f" (n={len(idle_cpu)}); while generating p50 {pct(gen_cpu, 50):.1f} (n={len(gen_cpu)})"
+        f"   [target <= 3 while playing]"
+    )
+    if rss:
+        print(
+            f"daemon RSS MB: min {min(rss):.1f} max {max(rss):.1f}; first third median "
+            f"{statistics.median(rss[:third]):.1f}, last third median "
+            f"{statistics.median(rss[-third:]):.1f}   [target <= 120, no growth]"
+        )
+    if wrss:
+        print(
+            f"analyzer worker: RSS max {max(wrss):.1f} MB, CPU p50 {pct(wcpu, 50):.1f}% "
+            f"p95 {pct(wcpu, 95):.1f}%"
+        )
+    ctl = [1000 * v for v in sampler.rtt_ctl]
+    zq = [1000 * v for v in sampler.rtt_zmq]
+    print(
+        f"control round trip under load: infiniloopctl status p50 {pct(ctl, 50):.0f} ms "
+        f"p95 {pct(ctl, 95):.0f} ms; zmq ping p50 {pct(zq, 50):.1f} ms p95 {pct(zq, 95):.1f} ms"
+        f" (n={len(ctl)})"
+    )
+    print("over time (every ~minute): t s, cpu %, rss MB")
+    for r in warm[:: max(1, len(warm) // 10)]:
+        print(f"    {r['t'] - t_start:6.0f}  {r['cpu']:5.1f}  {r['rss']:6.1f}")
+    del x
+    if args.keep:
+        print(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    sys.exit(main())
