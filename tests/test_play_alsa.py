@@ -58,3 +58,36 @@ def test_missing_device_is_one_clear_line(alsa_env, tmp_path):
     assert lines[-1] == (
         "infiniloopd: alsa: no such PCM device 'no_such_pcm' (list them with: aplay -L)"
     )
+
+
+UNDERRUN_SCRIPT = """
+import sys, time
+import numpy as np
+from infiniloopd.outputs.alsa import AlsaOutput
+out = AlsaOutput(sys.argv[1], latency_ms=100)
+out.open(48000, 2)
+tone = (0.3 * np.sin(2 * np.pi * 500 * np.arange(960) / 48000)).astype(np.float32)
+block = np.stack([tone, tone], axis=1)
+for burst in range(2):
+    for _ in range(15):
+        out.write(block)
+    time.sleep(0.8)  # starve the device: an underrun
+out.close()
+print("xruns", out.xruns)
+"""
+
+
+def test_underrun_is_survived(alsa_env, pulse_server):
+    rec = pulse_server.start_recording()
+    result = subprocess.run(
+        [sys.executable, "-c", UNDERRUN_SCRIPT, alsa_env.pulse_pcm],
+        env=alsa_env.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    data = rec.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("xruns ")
+    loud = np.abs(data[:, 0]) > 0.01
+    # Two bursts of 0.3 s separated by the stall: both arrived.
+    edges = np.flatnonzero(np.diff(loud.astype(np.int8)) == 1)
+    assert loud.sum() > 0.5 * RATE
+    assert any(e > edges[0] + 0.7 * RATE for e in edges), "the second burst never played"

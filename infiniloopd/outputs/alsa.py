@@ -2,7 +2,8 @@
 
 16-bit is the one format every ALSA device and plugin accepts; `default` and
 `plug:` devices convert rate and channels as needed. Underruns (xruns) are
-recovered by re-preparing the device and counted; a busy or missing device is
+recovered by pyalsaaudio itself; a device left in a bad state is reopened once
+and counted as an xrun; a busy or missing device is
 reported in one line that says what to do.
 """
 
@@ -50,6 +51,7 @@ class AlsaOutput:
         self._pcm = None
         self._conv: S16Converter | None = None
         self._channels = 0
+        self._rate = 0
         self._pacer: Pacer | None = None
 
     def open(self, rate: int, channels: int) -> None:
@@ -74,6 +76,7 @@ class AlsaOutput:
         except alsaaudio.ALSAAudioError as exc:
             raise OutputError(_describe_error(self.device, exc)) from None
         self._pcm = pcm
+        self._rate = rate
         self._channels = channels
         self._conv = S16Converter(channels)
         # A real device blocks once its buffer is full, so this pacer, allowed a lead
@@ -89,37 +92,38 @@ class AlsaOutput:
         data = self._conv.convert(frames)
         view = memoryview(data).cast("B")
         frame_bytes = 2 * self._channels
-        attempts = 0
+        recoveries = 0
         while view:
             try:
                 written = self._pcm.write(view)
             except alsaaudio.ALSAAudioError as exc:
-                attempts += 1
-                if "broken pipe" in str(exc).lower() and attempts <= 3:
-                    # Underrun: the device drained before we wrote. Re-prepare and go on.
-                    self.xruns += 1
-                    self._recover()
-                    continue
-                self.close()
-                raise OutputError(_describe_error(self.device, exc)) from None
-            if written <= 0:  # some pyalsaaudio versions return -EPIPE instead of raising
+                # pyalsaaudio recovers plain underruns itself; what reaches us is a device
+                # left in a bad state (xrun it could not recover, suspend). Reopen it once.
+                recoveries += 1
                 self.xruns += 1
-                attempts += 1
-                if attempts > 3:
+                if recoveries > 1 or not self._reopen():
+                    self.close()
+                    raise OutputError(_describe_error(self.device, exc)) from None
+                continue
+            if written <= 0:  # 0 or -EPIPE on some pyalsaaudio versions: treat as an xrun
+                recoveries += 1
+                self.xruns += 1
+                if recoveries > 1 or not self._reopen():
                     self.close()
                     raise OutputError(f"alsa: device {self.device!r}: repeated underruns")
-                self._recover()
                 continue
             view = view[written * frame_bytes :]
         if self._pacer is not None:
             self._pacer.wait(int(frames.shape[0]))
 
-    def _recover(self) -> None:
-        # drop() stops the stream; the next write re-prepares and restarts it.
+    def _reopen(self) -> bool:
+        rate, channels = self._rate, self._channels
         try:
-            self._pcm.drop()  # type: ignore[union-attr]
-        except Exception as exc:  # any failure shows up on the next write
-            log.debug("alsa: drop after underrun failed: %s", exc)
+            self.open(rate, channels)
+        except OutputError as exc:
+            log.debug("alsa: reopening after an xrun failed: %s", exc)
+            return False
+        return True
 
     def close(self) -> None:
         if self._pcm is not None:

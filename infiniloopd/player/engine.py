@@ -93,6 +93,8 @@ class Player:
         self._backoff = BACKOFF_START
         self._retry_at = 0.0
         self._heartbeat = time.monotonic()
+        self._last_bug = ""
+        self._last_bug_at = 0.0
         self._fade_waiters: list[threading.Event] = []
         # Commands are numbered so status() can answer for commands not yet applied.
         self._seq_lock = threading.Lock()  # only guards the counter, held for nanoseconds
@@ -236,9 +238,10 @@ class Player:
             while not self._closing:
                 try:
                     self._iteration()
-                except Exception:
-                    # A bug, not an output failure: keep the audio going, but say so loudly.
-                    log.exception("audio thread: unexpected error (continuing)")
+                except Exception as exc:
+                    # A bug, not an output failure: keep the audio going, but say so loudly
+                    # (with a traceback the first time, then at most once a minute).
+                    self._bug(exc)
                     time.sleep(0.1)
         except BaseException:
             log.critical("audio thread stopped by an unrecoverable error", exc_info=True)
@@ -247,6 +250,13 @@ class Player:
             for ev in self._fade_waiters:
                 ev.set()
             self._fade_waiters.clear()
+
+    def _bug(self, exc: Exception) -> None:
+        now = time.monotonic()
+        text = f"{type(exc).__name__}: {exc}"
+        if text != self._last_bug or now - self._last_bug_at > 60.0:
+            log.error("audio thread: unexpected error (continuing)", exc_info=exc)
+            self._last_bug, self._last_bug_at = text, now
 
     def _iteration(self) -> None:
         self._heartbeat = time.monotonic()
@@ -310,7 +320,10 @@ class Player:
         elif name == "fade_out":
             seconds, done = args
             mixer.stop(seconds)
-            self._fade_waiters.append(done)
+            if self._output_ok:
+                self._fade_waiters.append(done)
+            else:  # nothing is audible through a failed output: done already
+                done.set()
         elif name == "output":
             self._switch_output(args[0])
         elif name == "close":
