@@ -19,10 +19,10 @@ def make_generator(cfg: GeneratorConfig) -> Generator:
 
         return CommandGenerator(cfg)
     if cfg.backend == "synth":
-        # Imported lazily: it pulls in FluidSynth, which the other backends do not need.
-        from infiniloopd.generators.synth import SynthGenerator
+        # The composer itself runs in a child process (see synth/process.py).
+        from infiniloopd.generators.synth.process import SynthProcessGenerator
 
-        return SynthGenerator(cfg.soundfont)
+        return SynthProcessGenerator(cfg)
     raise GeneratorError(
         f"generator.backend: expected one of synth, musicgpt, command, got {cfg.backend!r}"
     )

@@ -17,20 +17,10 @@ from infiniloopd.errors import UserError
 
 from . import fx, render_numpy
 from .composer import Score, compose, normalize_prompt, stable_hash
+from .constants import DEFAULT_SOUNDFONTS, INSTALL_HINT, SR
 from .render_fluid import FluidRenderer
 
 log = logging.getLogger(__name__)
-
-SR = 32000  # what MusicGen writes, so the pipeline cannot tell the two apart
-SF2_DIR = Path("/usr/share/sounds/sf2")
-# Debian's packages: fluid-soundfont-gm (the good one), timgm6mb-soundfont (the small
-# one), and the default-GM.sf2 alternative that either of them (or the admin) provides.
-DEFAULT_SOUNDFONTS: tuple[Path, ...] = (
-    SF2_DIR / "FluidR3_GM.sf2",
-    SF2_DIR / "TimGM6mb.sf2",
-    SF2_DIR / "default-GM.sf2",
-)
-INSTALL_HINT = "apt-get install fluid-soundfont-gm"
 
 
 class SynthGenerator:
@@ -43,6 +33,7 @@ class SynthGenerator:
     """
 
     name = "synth"
+    rate = SR
 
     def __init__(
         self, soundfont: Path | None = None, *, search: Sequence[Path] = DEFAULT_SOUNDFONTS
@@ -170,12 +161,12 @@ class SynthGenerator:
         progress(0.0)
         audio = await asyncio.to_thread(self.render, prompt, seconds, seed, SR, report)
         out = Path(out)
-        await asyncio.to_thread(_write_atomic, out, audio, SR)
+        await asyncio.to_thread(write_wav_atomic, out, audio, SR)
         progress(1.0)
         return out
 
 
-def _write_atomic(path: Path, audio: np.ndarray, sr: int) -> None:
+def write_wav_atomic(path: Path, audio: np.ndarray, sr: int) -> None:
     """Temp file in the same directory, fsync, rename: readers never see half a WAV."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
