@@ -101,6 +101,10 @@ class Producer:
         self._last_error: str | None = None
         self._retry_at = 0.0  # time.monotonic() before which no new generation starts
         self._fallback = False
+        # In fallback, the next library loop is loaded ahead in a thread, so that
+        # take_ready() never decodes a file on the event loop.
+        self._fallback_next: tuple[LoopEntry, np.ndarray] | None = None
+        self._fallback_task: asyncio.Task[None] | None = None
         self._stats: dict[str, dict[str, float]] = {}
         self._recent: collections.deque[str] = collections.deque(maxlen=RECENT)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -122,11 +126,19 @@ class Producer:
                     while self._need_more():
                         if not self._start_job():
                             break
+                if (
+                    self._fallback
+                    and self._fallback_next is None
+                    and (self._fallback_task is None or self._fallback_task.done())
+                ):
+                    self._fallback_task = asyncio.create_task(self._load_fallback())
                 wait = self._retry_at - time.monotonic()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait if wait > 0 else None)
         finally:
             jobs = [j.task for j in self._jobs if j.task is not None]
+            if self._fallback_task is not None:
+                jobs.append(self._fallback_task)
             for task in jobs:
                 task.cancel()
             if jobs:
@@ -236,6 +248,7 @@ class Producer:
             log.info("generator works again; leaving library fallback")
         self._consecutive = 0
         self._fallback = False
+        self._fallback_next = None
         self._retry_at = 0.0
         clip_seconds = float(info.get("source_seconds") or self._gen_cfg.seconds)
         self._record(f"{gen.name}/{gen.model}", gen_seconds, clip_seconds)
@@ -325,9 +338,24 @@ class Producer:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def _note_played(self, entry: LoopEntry) -> None:
-        self._library.touch(entry)
         self._recent.append(entry.id)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is None:
+            self._library.touch(entry)  # already off the loop (first_loop in a thread)
+        else:
+            # Marking a loop played writes and syncs its sidecar: not on the event loop.
+            running.run_in_executor(None, self._library.touch, entry)
         self._poke()
+
+    async def _load_fallback(self) -> None:
+        found = await asyncio.to_thread(self._pick_and_load, set(self._recent))
+        if self._fallback:
+            self._fallback_next = found
+            if found is not None:
+                self._wake.set()
 
     def take_ready(self) -> tuple[LoopEntry, np.ndarray] | None:
         """The next loop to play (its audio in memory), or None to keep the current one."""
@@ -339,11 +367,14 @@ class Producer:
             ready = self._queue.pop(index)
             self._note_played(ready.entry)
             return ready.entry, ready.audio
-        if self._fallback:
-            return self._from_library(exclude=set(self._recent))
+        if self._fallback and self._fallback_next is not None:
+            ready, self._fallback_next = self._fallback_next, None
+            self._note_played(ready[0])
+            return ready
         return None
 
-    def _from_library(self, exclude: set[str]) -> tuple[LoopEntry, np.ndarray] | None:
+    def _pick_and_load(self, exclude: set[str]) -> tuple[LoopEntry, np.ndarray] | None:
+        """A library loop for the current prompt (or any), decoded; blocking I/O."""
         tried = set(exclude)
         for _ in range(3):
             entry = self._library.pick(self._prompt, tried)
@@ -355,13 +386,15 @@ class Producer:
                 log.warning("%s", exc)
                 tried.add(entry.id)
                 continue
-            self._note_played(entry)
             return entry, audio
         return None
 
     def first_loop(self) -> tuple[LoopEntry, np.ndarray] | None:
         """A loop from the library to play at once at start, preferring the current prompt."""
-        return self._from_library(exclude=set())
+        found = self._pick_and_load(exclude=set())
+        if found is not None:
+            self._note_played(found[0])
+        return found
 
     def ready(self) -> list[LoopEntry]:
         return [r.entry for r in self._queue]
@@ -372,9 +405,7 @@ class Producer:
             return False
         if self._queue:
             return True
-        if self._fallback:
-            return self._library.pick(self._prompt, set(self._recent)) is not None
-        return False
+        return self._fallback and self._fallback_next is not None
 
     def status(self) -> dict:
         job = self._jobs[0] if self._jobs else None

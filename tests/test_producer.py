@@ -230,6 +230,8 @@ def test_failures_back_off_then_fall_back_to_the_library(tmp_path):
         try:
             await until(lambda: p.status()["failures"] >= 5)
             status = p.status()
+            # The fallback loop is loaded ahead, off the event loop.
+            await until(lambda: p.should_switch(100, 60))
             fallback_take = p.take_ready()
             switch = p.should_switch(100, 60)
             rig.gen.fail = None
