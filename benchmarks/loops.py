@@ -115,7 +115,7 @@ def run_tool(tool: str, clips: list[Path], out: Path) -> list[dict]:
 
 
 def evaluate(records: list[dict], out: Path) -> list[dict]:
-    manifest = out / "manifest.jsonl"
+    manifest = out / f"{records[0]['tool'] if records else 'none'}-manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
     proc = subprocess.run(
         [sys.executable, str(SEAM_EVAL), "--manifest", str(manifest)],
@@ -190,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--tools", default="ours,pml")
     ap.add_argument("--out", type=Path, default=CACHE / "loops")
+    ap.add_argument(
+        "--table-only",
+        action="store_true",
+        help="print the table from the results of earlier runs in --out",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--clip-list", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -199,6 +204,14 @@ def main(argv: list[str] | None = None) -> int:
         {"ours": worker_ours, "pml": worker_pml}[a.worker](clips, a.out)
         return 0
 
+    tools = [t for t in a.tools.split(",") if t]
+    if a.table_only:
+        results = []
+        for tool in tools:
+            path = a.out / f"{tool}-results.jsonl"
+            results += [json.loads(line) for line in path.read_text().splitlines() if line]
+        print(table(results, tools))
+        return 0
     if not SEAM_EVAL.exists():
         print(f"seam_eval.py not found at {SEAM_EVAL}", file=sys.stderr)
         return 2
@@ -211,7 +224,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.limit:
         clips = clips[: a.limit]
     a.out.mkdir(parents=True, exist_ok=True)
-    tools = [t for t in a.tools.split(",") if t]
     results: list[dict] = []
     for tool in tools:
         recs = run_tool(tool, clips, a.out)

@@ -34,7 +34,7 @@ _W_CHROMA, _W_MFCC, _W_LEVEL, _W_ONSET = 0.35, 0.35, 0.15, 0.15
 _SUBBEATS = 4
 # preference for long loops (less repetition): the longest candidate gains this much
 # score over a seam of equal quality, a loop half as long half of it
-_LENGTH_BONUS = 0.12
+_LENGTH_BONUS = 0.15
 _DOWNBEAT_BONUS = 0.04
 _MISSING_PENALTY = 0.25  # per unit weight of seam context that falls outside the clip
 _FADE_DB = 9.0  # beats this far under the median level at the clip's edges are a fade
@@ -363,7 +363,7 @@ def _place_seam(mono: np.ndarray, sr: int, start: int, end: int, xf: int) -> tup
     """Shift both loop points (length kept) to where the seam is not in a lull.
 
     Just before a beat the previous note has often died away; a seam there reads as a
-    level dip. Within +-45 ms, take the shift whose quietest 5 ms on either side of the
+    level dip. Within +-120 ms, take the shift whose quietest 5 ms on either side of the
     seam is loudest relative to the music around it.
     """
     n = mono.size
@@ -375,7 +375,7 @@ def _place_seam(mono: np.ndarray, sr: int, start: int, end: int, xf: int) -> tup
         return np.sqrt((c2[at + w] - c2[at]) / w)
 
     step = max(1, int(0.0025 * sr))
-    span = int(0.045 * sr)
+    span = int(0.120 * sr)
     offs = np.arange(-span, span + 1, step)
     offs = offs[(start + offs - int(0.3 * sr) >= 0) & (end + offs + max(xf, int(0.3 * sr)) <= n)]
     if offs.size == 0:
@@ -392,7 +392,7 @@ def _place_seam(mono: np.ndarray, sr: int, start: int, end: int, xf: int) -> tup
     )
     dip = 20 * np.log10((np.minimum(near_start, near_end) + 1e-9) / (ref + 1e-9))
     # a small pull towards no shift, so flat music keeps its cut before the beat
-    best = int(np.argmax(dip - 1.0 * np.abs(offs) / span))
+    best = int(np.argmax(dip - 2.0 * np.abs(offs) / span))
     o = int(offs[best])
     return start + o, end + o
 

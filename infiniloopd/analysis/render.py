@@ -14,9 +14,10 @@ def crossfade_gains(n: int, correlation: float) -> tuple[np.ndarray, np.ndarray]
     Linear gains keep the level of identical (correlation 1) signals, equal-power gains
     that of unrelated ones (0); in between, linear gains scaled by
     1/sqrt(a^2 + b^2 + 2 r a b) keep the expected power constant, so the seam neither
-    dips nor swells. Negative correlations are treated as unrelated.
+    dips nor swells. The same holds for negative correlations (partly cancelling
+    signals get a boost in mid-fade); they are clipped at -0.5, a boost of at most 6 dB.
     """
-    r = float(np.clip(correlation, 0.0, 1.0))
+    r = float(np.clip(correlation, -0.5, 1.0))
     t = (np.arange(n, dtype=np.float64) + 0.5) / n
     a, b = t, 1.0 - t
     g = 1.0 / np.sqrt(a * a + b * b + 2.0 * r * a * b)
