@@ -15,14 +15,13 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import soundfile as sf
 
 from infiniloopd.analysis import AnalysisError, find_loop, normalize_loudness, render_loop
+from infiniloopd.atomic import write_audio_atomic
 from infiniloopd.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -94,18 +93,9 @@ def _jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 def _write_atomic(dest: Path, audio, sr: int, subtype: str | None) -> None:
     """Write a WAV next to dest and rename it over dest, so a failure leaves no half file."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        if subtype is None or not sf.check_format("WAV", subtype):
-            subtype = "FLOAT"
-        sf.write(tmp, audio, sr, format="WAV", subtype=subtype)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if subtype is None or not sf.check_format("WAV", subtype):
+        subtype = "FLOAT"
+    write_audio_atomic(dest, audio, sr, format="WAV", subtype=subtype)
 
 
 def loop_file(

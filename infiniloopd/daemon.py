@@ -18,13 +18,13 @@ import os
 import re
 import signal
 import socket
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
 from infiniloopd import __version__, paths, protocol
+from infiniloopd.atomic import write_audio_atomic, write_json_atomic
 from infiniloopd.config import Config, ConfigError, load_config, parse_config
 from infiniloopd.control import Arg, Command, ControlServer
 from infiniloopd.errors import UserError
@@ -984,9 +984,6 @@ def resolve_save_path(music_dir: Path, given: str | None, entry: Any) -> Path:
 
 def write_loop_file(dest: Path, audio: Any, rate: int, meta: dict[str, Any], force: bool) -> None:
     """Write the loop and its JSON sidecar atomically; never overwrite unless `force`."""
-    import json
-
-    import soundfile as sf
 
     sidecar = dest.with_suffix(".json")
     if not force:
@@ -999,25 +996,14 @@ def write_loop_file(dest: Path, audio: Any, rate: int, meta: dict[str, Any], for
     fmt = SAVE_EXTENSIONS[dest.suffix.lower()]
     subtype = "PCM_24"
     written: list[Path] = []
+    # A user's music files, not private ones; without --force never replaced, not even
+    # by a file that appears while writing.
+    opts = {"mode": 0o644, "overwrite": force}
     try:
-        for path, writer in (
-            (dest, lambda f: sf.write(f, audio, rate, format=fmt, subtype=subtype)),
-            (sidecar, lambda f: f.write(json.dumps(meta, indent=2).encode() + b"\n")),
-        ):
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            try:
-                os.fchmod(fd, 0o644)  # a user's music file, not a private one
-                with os.fdopen(fd, "wb") as f:
-                    writer(f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                if force:
-                    os.replace(tmp, path)
-                else:
-                    os.link(tmp, path)  # fails if it appeared meanwhile: no overwrite race
-            finally:
-                Path(tmp).unlink(missing_ok=True)
-            written.append(path)
+        write_audio_atomic(dest, audio, rate, format=fmt, subtype=subtype, **opts)
+        written.append(dest)
+        write_json_atomic(sidecar, meta, **opts)
+        written.append(sidecar)
     except FileExistsError:
         for path in written:
             path.unlink(missing_ok=True)

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import secrets
 import threading
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from infiniloopd.atomic import TMP_SUFFIX, write_audio_atomic, write_json_atomic
 from infiniloopd.errors import UserError
 from infiniloopd.paths import ensure_dir
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 SIDE = ".json"
 AUDIO = ".flac"
-TMP = ".tmp"
+TMP = TMP_SUFFIX  # crash leftovers of atomic writes
 
 
 @dataclass
@@ -103,34 +103,6 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}{TMP}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, ensure_ascii=False)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 class Library:
     """Loops on disk under `directory`, capped at `max_mb` megabytes."""
 
@@ -195,7 +167,6 @@ class Library:
 
     def add(self, audio: np.ndarray, rate: int, meta: dict) -> LoopEntry:
         """Store a loop (atomic FLAC then JSON) and evict old loops beyond the cap."""
-        import soundfile as sf
 
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim == 1:
@@ -206,7 +177,6 @@ class Library:
         now = time.time()
         loop_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + "-" + secrets.token_hex(3)
         path = self.directory / (loop_id + AUDIO)
-        tmp = self.directory / f".{loop_id}{AUDIO}{TMP}"
         entry = LoopEntry(
             id=loop_id,
             path=path,
@@ -227,13 +197,11 @@ class Library:
         )
         try:
             # Loops are normalized under a peak ceiling, so 24-bit PCM loses nothing audible.
-            sf.write(str(tmp), audio, rate, format="FLAC", subtype="PCM_24")
-            _fsync_file(tmp)
-            os.replace(tmp, path)
+            # The sidecar comes last: a loop exists once its sidecar does.
+            write_audio_atomic(path, audio, rate, format="FLAC", subtype="PCM_24")
             write_json_atomic(path.with_suffix(SIDE), entry.to_json())
-            _fsync_dir(self.directory)
         except OSError as exc:
-            for leftover in (tmp, path, path.with_suffix(SIDE)):
+            for leftover in (path, path.with_suffix(SIDE)):
                 with contextlib.suppress(OSError):
                     leftover.unlink()
             raise UserError(f"library: cannot write {path}: {exc.strerror or exc}") from None

@@ -12,13 +12,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infiniloopd import paths
+from infiniloopd.atomic import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -107,22 +107,5 @@ def save_state(state: State, path: Path | None = None) -> Path:
     paths.ensure_dir(path.parent)
     state.saved_at = time.time()
     data = json.dumps(state.to_json(), indent=2, sort_keys=True, default=str) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass  # the rename is done; a directory fsync is only extra safety
+    write_bytes_atomic(path, data.encode("utf-8"))
     return path

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from scipy import signal
 
+from infiniloopd.atomic import write_audio_atomic
 from infiniloopd.errors import UserError
 
 from . import fx, render_numpy
@@ -167,13 +166,5 @@ class SynthGenerator:
 
 
 def write_wav_atomic(path: Path, audio: np.ndarray, sr: int) -> None:
-    """Temp file in the same directory, fsync, rename: readers never see half a WAV."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with sf.SoundFile(tmp, "w", samplerate=sr, channels=1, format="WAV", subtype="FLOAT") as f:
-            f.write(audio)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """A 32-bit float mono WAV, as MusicGen writes it; readers never see half a file."""
+    write_audio_atomic(Path(path), audio, sr, format="WAV", subtype="FLOAT")
