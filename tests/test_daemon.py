@@ -217,6 +217,9 @@ def out_seconds(d: Daemon, loop_id: str, st: dict) -> float:
 def test_queue_history_library(daemon):
     q = daemon.json("queue")
     assert isinstance(q["entries"], list)
+    # Make sure a second loop has played, whatever ran before this test.
+    daemon.wait_status(lambda s: s["queue"] >= 1 or s["library"]["loops"] >= 2, 30, "a loop")
+    daemon.ctl("next")
     h = daemon.json("history")["entries"]
     assert len(h) >= 2 and all(e["id"] and e["started"] for e in h)
     lib = daemon.json("library")
