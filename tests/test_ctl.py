@@ -204,3 +204,18 @@ def test_cron_environment(tmp_path):
     finally:
         d.stop()
         d.close()
+
+
+def test_closed_pipe_is_quiet(daemon):
+    # `infiniloopctl presets | head -1`: the reader leaves early; no traceback, exit 0.
+    p = subprocess.Popen(
+        [sys.executable, "-m", "infiniloopctl", "presets"],
+        env=daemon.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert p.stdout is not None
+    p.stdout.close()  # closed before the client writes
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
