@@ -8,6 +8,8 @@ line saying how to get sound, so the daemon always starts and stays controllable
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 from infiniloopd.errors import UserError
 from infiniloopd.outputs.base import Output, OutputError
@@ -51,6 +53,24 @@ def make_output(cfg) -> Output:  # cfg: infiniloopd.config.OutputConfig
     )
 
 
+def _alsa_worth_trying(device: str) -> bool:
+    """False when ALSA's `default` cannot lead anywhere: no card and no ALSA config.
+
+    Opening it then only makes alsa-lib print a screenful of "cannot find card '0'"
+    to stderr before failing, which buries the one line that says how to get sound.
+    """
+    if device != "default":
+        return True
+    try:
+        cards = Path("/proc/asound/cards").read_text()
+    except OSError:
+        cards = ""
+    if cards.strip() and "no soundcards" not in cards:
+        return True
+    configs = [Path.home() / ".asoundrc", Path("/etc/asound.conf")]
+    return bool(os.environ.get("ALSA_CONFIG_PATH")) or any(p.exists() for p in configs)
+
+
 def resolve_auto(cfg) -> Output:
     """PulseAudio if a server answers, else ALSA `device` if it opens, else null (one warning)."""
     from infiniloopd.outputs.pulse import PulseOutput, list_sinks
@@ -62,18 +82,19 @@ def resolve_auto(cfg) -> Output:
     else:
         return PulseOutput(cfg.sink, latency_ms=cfg.latency_ms)
 
-    from infiniloopd.outputs.alsa import AlsaOutput
+    if _alsa_worth_trying(cfg.device):
+        from infiniloopd.outputs.alsa import AlsaOutput
 
-    alsa = AlsaOutput(cfg.device, latency_ms=cfg.latency_ms)
-    try:
-        alsa.open(cfg.rate, cfg.channels)
-    except OutputError as exc:
-        log.debug("auto: alsa unavailable: %s", exc)
-    except ImportError as exc:
-        log.debug("auto: pyalsaaudio unavailable: %s", exc)
-    else:
-        alsa.close()
-        return alsa
+        alsa = AlsaOutput(cfg.device, latency_ms=cfg.latency_ms)
+        try:
+            alsa.open(cfg.rate, cfg.channels)
+        except OutputError as exc:
+            log.debug("auto: alsa unavailable: %s", exc)
+        except ImportError as exc:
+            log.debug("auto: pyalsaaudio unavailable: %s", exc)
+        else:
+            alsa.close()
+            return alsa
 
     from infiniloopd.outputs.null import NullOutput
 
