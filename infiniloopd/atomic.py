@@ -8,10 +8,11 @@ their owners sweep up at start.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,6 +29,34 @@ def fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+@contextlib.contextmanager
+def _temp_beside(path: Path, mode: int | None) -> Iterator[tuple[int, Path]]:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+        yield fd, Path(tmp)
+    finally:
+        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _disk_full(directory: Path) -> bool:
+    try:
+        return os.statvfs(directory).f_bavail == 0
+    except OSError:
+        return False
+
+
+def _publish(fd: int, tmp: Path, path: Path, overwrite: bool) -> None:
+    os.fsync(fd)
+    if overwrite:
+        os.replace(tmp, path)
+    else:
+        os.link(tmp, path)
+    fsync_dir(path.parent)
+
+
 def write_atomic(
     path: Path,
     write: Callable[[IO[bytes]], Any],
@@ -41,21 +70,10 @@ def write_atomic(
     is never replaced, not even one that appears while writing: FileExistsError.
     `mode` sets the permissions (default: mkstemp's private 0600).
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
+    with _temp_beside(path, mode) as (fd, tmp):
+        with os.fdopen(os.dup(fd), "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    fsync_dir(path.parent)
+        _publish(fd, tmp, path, overwrite)
 
 
 def write_bytes_atomic(path: Path, data: bytes, **kw: Any) -> None:
@@ -68,9 +86,30 @@ def write_json_atomic(path: Path, data: Any, **kw: Any) -> None:
 
 
 def write_audio_atomic(
-    path: Path, audio: Any, rate: int, *, format: str, subtype: str, **kw: Any
+    path: Path,
+    audio: Any,
+    rate: int,
+    *,
+    format: str,
+    subtype: str,
+    mode: int | None = None,
+    overwrite: bool = True,
 ) -> None:
-    """Encode `audio` (frames[, channels]) with libsndfile into `path`, atomically."""
+    """Encode `audio` (frames[, channels]) with libsndfile into `path`, atomically.
+
+    libsndfile writes the temp file by name: through a Python file object a full
+    disk would surface as a traceback printed from inside a cffi callback. Its
+    errors come back as OSError, ENOSPC when the disk is full.
+    """
     import soundfile as sf  # deferred: keeps this module light for the client side
 
-    write_atomic(path, lambda f: sf.write(f, audio, rate, format=format, subtype=subtype), **kw)
+    with _temp_beside(path, mode) as (fd, tmp):
+        try:
+            sf.write(str(tmp), audio, rate, format=format, subtype=subtype)
+        except (RuntimeError, AssertionError) as exc:
+            # soundfile reports a short write as an AssertionError and libsndfile's own
+            # failures as LibsndfileError (a RuntimeError); say what the disk says.
+            if _disk_full(tmp.parent):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+            raise OSError(errno.EIO, f"cannot encode audio: {exc}", str(path)) from None
+        _publish(fd, tmp, path, overwrite)
