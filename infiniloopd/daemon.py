@@ -265,6 +265,12 @@ class Daemon:
         self.control.publish(name, data or {})
         if name in ("loop_ready", "generation_finished", "generation_failed"):
             self._refresh_status()
+        if name == "loop_ready" and self.current is None:
+            # The very first loop: start it now rather than at the next switch tick.
+            try:
+                self._switch_tick()
+            except Exception:
+                log.exception("loop switching failed (will retry)")
 
     def _player_event(self, name: str, data: dict[str, Any]) -> None:
         # Called on the audio thread: hop to the loop, do nothing else here.
@@ -367,13 +373,19 @@ class Daemon:
         await self._shutdown()
         return 0
 
-    async def _run_producer(self) -> None:
+    async def _warm_worker(self) -> None:
         try:
-            try:
-                await self.worker.start()
-            except UserError as exc:  # the producer retries analyses; say it once here
-                log.error("%s", exc)
-                self.emit("error", {"message": str(exc)})
+            await self.worker.start()
+        except UserError as exc:  # the producer retries analyses; say it once here
+            log.error("%s", exc)
+            self.emit("error", {"message": str(exc)})
+
+    async def _run_producer(self) -> None:
+        # The first clip is generated while the analyzer warms up (its first request
+        # simply waits for the warm-up): with an empty library that is the time to
+        # the first sound.
+        warm = asyncio.create_task(self._warm_worker(), name="analyzer-warm-up")
+        try:
             await self.producer.run()
         except asyncio.CancelledError:
             raise
@@ -383,6 +395,8 @@ class Daemon:
         except Exception:
             log.exception("the producer stopped")
             self.emit("error", {"message": "the producer stopped (see the daemon log)"})
+        finally:
+            warm.cancel()
 
     def _install_signals(self) -> None:
         assert self.loop is not None and self.stop_event is not None
