@@ -22,6 +22,7 @@ import soundfile as sf
 
 from infiniloopd.analysis import AnalysisError, find_loop, normalize_loudness, render_loop
 from infiniloopd.atomic import write_audio_atomic
+from infiniloopd.audiofile import read_audio
 from infiniloopd.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -107,11 +108,8 @@ def loop_file(
     lufs: float | None,
 ) -> dict:
     """Find, render and write the loop of one file; returns the JSON record for it."""
-    try:
-        info = sf.info(str(src))
-        y, sr = sf.read(str(src), dtype="float32")
-    except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        raise UserError(f"{src}: cannot read audio: {e}") from None
+    y, sr = read_audio(src)
+    info = sf.info(str(src))
     try:
         points = find_loop(y, sr, min_seconds=min_seconds, max_seconds=max_seconds)
         loop = render_loop(y, sr, points)

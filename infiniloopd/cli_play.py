@@ -100,17 +100,9 @@ def _cycle(player, loops, crossfade: float, each: float, duration: float | None,
 
 def load_loop(path: Path, rate: int, channels: int) -> np.ndarray:
     """Read an audio file as float32 (frames, channels) at `rate`; UserError naming the file."""
-    import soundfile
+    from infiniloopd.audiofile import read_audio
 
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        data, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
-        # libsndfile says "Error opening '<path>': <reason>"; the path is already named.
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        reason = text.split("': ", 1)[-1]
-        raise UserError(f"{path}: cannot read audio: {reason}") from None
+    data, sr = read_audio(path, always_2d=True)
     if data.shape[0] == 0:
         raise UserError(f"{path}: no audio in the file")
     if not np.all(np.isfinite(data)):

@@ -243,13 +243,12 @@ class Library:
 
     def load(self, entry: LoopEntry) -> np.ndarray:
         """The loop's audio, float32 (frames, channels)."""
-        import soundfile as sf
+        from infiniloopd.audiofile import read_audio
 
         try:
-            audio, rate = sf.read(str(entry.path), dtype="float32", always_2d=True)
-        except (OSError, RuntimeError, sf.LibsndfileError) as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise UserError(f"library: cannot read {entry.path}: {reason}") from None
+            audio, rate = read_audio(entry.path, always_2d=True)
+        except UserError as exc:
+            raise UserError(f"library: {exc}") from None
         if rate != entry.rate:
             raise UserError(f"library: {entry.path} is at {rate} Hz, its sidecar says {entry.rate}")
         return audio

@@ -69,9 +69,8 @@ def _serve(conn: Connection, params: _Params) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(5)  # below the daemon (and its audio thread), above the generator
-    import soundfile as sf
-
     from infiniloopd.analysis import AnalysisError, analyse_clip
+    from infiniloopd.audiofile import read_audio
 
     def analyse(y: np.ndarray, sr: int) -> tuple[np.ndarray, dict[str, Any]]:
         loop, points, info = analyse_clip(
@@ -110,9 +109,9 @@ def _serve(conn: Connection, params: _Params) -> None:
                 conn.send(("ok", None, {"warm_s": time.perf_counter() - t0}))
             elif kind == "analyse":
                 try:
-                    y, sr = sf.read(payload, dtype="float32", always_2d=False)
-                except (OSError, RuntimeError, sf.LibsndfileError) as exc:
-                    conn.send(("fail", f"cannot read {payload}: {' '.join(str(exc).split())}", {}))
+                    y, sr = read_audio(Path(payload))
+                except UserError as exc:
+                    conn.send(("fail", str(exc), {}))
                     continue
                 try:
                     loop, info = analyse(y, sr)
