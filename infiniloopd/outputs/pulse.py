@@ -3,18 +3,6 @@
 The stream carries application.name=infiniloop and media.role=music so the user's
 mixer shows and routes it like any music player. `pa_simple_write` blocks until the
 server has room, which paces the audio thread; ctypes releases the GIL meanwhile.
-
-A stall of the whole process (SIGSTOP, a debugger, a VM pause) lets the server's
-buffer run dry. If the thread was blocked inside `pa_simple_write` at that moment,
-the block it holds would be played straight after the underrun's silence, starting
-mid-waveform: a click. So before each write the thread first waits in our own code
-(short sleeps) until libpulse has room for the whole block; a stall then lands in
-that wait, the block is not yet handed over, and after the wait we can see that the
-buffer drained (away longer than what was buffered, or a latency far below the one
-after the previous write) and fade the block in over a few milliseconds instead.
-The room is read with `pa_stream_writable_size` on the stream inside the pa_simple
-object (its third field, unchanged since libpulse 0.9); that layout is checked once
-at open, and if it does not hold we keep the plain blocking write.
 pulsectl is used for what the simple API cannot do: finding sinks, and saying
 "no such sink" instead of a bare error code.
 """
@@ -25,7 +13,6 @@ import ctypes
 import ctypes.util
 import logging
 import os
-import time
 
 import numpy as np
 
@@ -37,29 +24,6 @@ APP_NAME = "infiniloop"
 _PA_STREAM_PLAYBACK = 1
 _PA_SAMPLE_FLOAT32LE = 5
 _NO_VALUE = 0xFFFFFFFF  # (uint32_t) -1: "server default" in pa_buffer_attr
-_PA_STREAM_READY = 2
-_LATENCY_FAILED = 0xFFFFFFFFFFFFFFFF  # (pa_usec_t) -1
-_SIZE_FAILED = ctypes.c_size_t(-1).value
-# Resuming after the buffer ran dry: a linear fade-in this long instead of a step.
-RESUME_FADE_MS = 8.0
-# How long one step of the wait for room sleeps, and how long we wait at most
-# before leaving it to the (blocking) write: well beyond a normal server request.
-_ROOM_POLL_S = 0.004
-_ROOM_WAIT_MAX_S = 0.5
-# Below this fraction of the latency after the previous write, the buffer ran dry.
-_DRAINED_FRACTION = 0.25
-# Stall detection starts once this much is buffered after a write (the stream settled).
-_SETTLED_LATENCY_S = 0.05
-
-
-class _Simple(ctypes.Structure):
-    """The leading fields of libpulse-simple's private `struct pa_simple`."""
-
-    _fields_ = [
-        ("mainloop", ctypes.c_void_p),
-        ("context", ctypes.c_void_p),
-        ("stream", ctypes.c_void_p),
-    ]
 
 
 class _SampleSpec(ctypes.Structure):
@@ -100,24 +64,6 @@ class _Lib:
         self.drain = simple.pa_simple_drain
         self.drain.restype = ctypes.c_int
         self.drain.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
-        self.get_latency = simple.pa_simple_get_latency
-        self.get_latency.restype = ctypes.c_uint64
-        self.get_latency.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
-        self.writable_size = pulse.pa_stream_writable_size
-        self.writable_size.restype = ctypes.c_size_t
-        self.writable_size.argtypes = [ctypes.c_void_p]
-        self.stream_state = pulse.pa_stream_get_state
-        self.stream_state.restype = ctypes.c_int
-        self.stream_state.argtypes = [ctypes.c_void_p]
-        self.stream_context = pulse.pa_stream_get_context
-        self.stream_context.restype = ctypes.c_void_p
-        self.stream_context.argtypes = [ctypes.c_void_p]
-        self.lock = pulse.pa_threaded_mainloop_lock
-        self.lock.restype = None
-        self.lock.argtypes = [ctypes.c_void_p]
-        self.unlock = pulse.pa_threaded_mainloop_unlock
-        self.unlock.restype = None
-        self.unlock.argtypes = [ctypes.c_void_p]
         self.free = simple.pa_simple_free
         self.free.restype = None
         self.free.argtypes = [ctypes.c_void_p]
@@ -191,14 +137,6 @@ class PulseOutput:
         self._stream: int | None = None
         self._frame_bytes = 0
         self._connected_sink: str | None = None
-        self._inner: _Simple | None = None  # mainloop/stream of the pa_simple, if usable
-        self._ramp = np.zeros((0, 1), dtype=np.float32)
-        self._scratch = np.zeros((0, 1), dtype=np.float32)
-        self._err = ctypes.c_int(0)
-        self._last_end = 0.0  # time.monotonic() when the previous write returned
-        self._last_latency = 0.0  # seconds buffered right after the previous write
-        self._flowing = False  # the server has been seen consuming this stream
-        self.resume_fades = 0  # blocks faded in after the buffer ran dry
 
     def open(self, rate: int, channels: int) -> None:
         self.close()
@@ -228,109 +166,16 @@ class PulseOutput:
             )
         self._stream = stream
         self._connected_sink = self.sink or default
-        self._inner = self._inner_stream(stream)
-        fade = max(1, int(rate * RESUME_FADE_MS / 1000.0))
-        self._ramp = (np.arange(1, fade + 1, dtype=np.float32) / fade)[:, None]
-        self._last_end = 0.0
-        self._last_latency = 0.0
-        self._flowing = False
-
-    def _inner_stream(self, stream: int) -> _Simple | None:
-        """The pa_simple's mainloop and stream, if its layout is the one we expect."""
-        lib = self._lib
-        assert lib is not None
-        inner = _Simple.from_address(stream)
-        if not (inner.mainloop and inner.context and inner.stream):
-            return None
-        lib.lock(inner.mainloop)
-        try:
-            ok = (
-                lib.stream_context(inner.stream) == inner.context
-                and lib.stream_state(inner.stream) == _PA_STREAM_READY
-            )
-        finally:
-            lib.unlock(inner.mainloop)
-        if not ok:
-            log.info("pulse: unexpected libpulse-simple layout; stalls may click on resume")
-            return None
-        return _Simple(inner.mainloop, inner.context, inner.stream)
 
     def write(self, frames: np.ndarray) -> None:
         if self._stream is None or self._lib is None:
             raise OutputError("pulse: stream is not open")
         data = np.ascontiguousarray(frames, dtype=np.float32)
-        if self._inner is not None and self._last_end:
-            if self._wait_for_room(data.nbytes):
-                self._flowing = True
-            if self._drained():
-                data = self._faded_in(data)
-        err = self._err
+        err = ctypes.c_int(0)
         if self._lib.write(self._stream, data.ctypes.data, data.nbytes, ctypes.byref(err)) < 0:
             message = self._lib.error_text(err.value)
             self._free()
             raise OutputError(f"pulse: lost the stream on {server_label(self.server)}: {message}")
-        self._last_latency = self._latency() or 0.0
-        self._last_end = time.monotonic()
-
-    def _wait_for_room(self, nbytes: int) -> bool:
-        """Sleep until libpulse can take `nbytes` without blocking (bounded; see module doc).
-
-        True if room came while we slept: the server is consuming, the stream flows.
-        """
-        lib, inner = self._lib, self._inner
-        assert lib is not None and inner is not None
-        give_up = time.monotonic() + _ROOM_WAIT_MAX_S
-        slept = False
-        while True:
-            lib.lock(inner.mainloop)
-            try:
-                room = lib.writable_size(inner.stream)
-            finally:
-                lib.unlock(inner.mainloop)
-            if room == _SIZE_FAILED:
-                return False  # a failed stream is reported by the write itself
-            if room >= nbytes:
-                return slept
-            if time.monotonic() > give_up:
-                return False
-            time.sleep(_ROOM_POLL_S)
-            slept = True
-
-    def _latency(self) -> float | None:
-        """Seconds from now until what was written is heard; None if it cannot be told."""
-        assert self._lib is not None
-        usec = self._lib.get_latency(self._stream, ctypes.byref(self._err))
-        return None if usec == _LATENCY_FAILED else usec / 1e6
-
-    def _drained(self) -> bool:
-        """Whether the server's buffer ran dry since the previous write (a stall)."""
-        if self._last_latency < _SETTLED_LATENCY_S:
-            # Nothing to compare with yet: the stream is still filling up (its
-            # reported latency is tiny or erratic then) or the server tells none.
-            return False
-        if not self._flowing:
-            # A stream that has not started yet (PulseAudio waits for its prebuffer)
-            # keeps all it holds however long we wait, and reports odd latencies.
-            return False
-        away = time.monotonic() - self._last_end
-        if away > self._last_latency:
-            return True  # we were away longer than what was buffered
-        if away < 0.5 * self._last_latency:
-            return False  # a normal pause between writes
-        latency = self._latency()
-        return latency is None or latency < _DRAINED_FRACTION * self._last_latency
-
-    def _faded_in(self, data: np.ndarray) -> np.ndarray:
-        """`data` with a short linear fade-in at its start, in a reused scratch buffer."""
-        if self._scratch.shape != data.shape:
-            self._scratch = np.empty_like(data)  # only when the block size changes
-        out = self._scratch
-        out[...] = data
-        n = min(len(self._ramp), len(out))
-        out[:n] *= self._ramp[:n]
-        self.resume_fades += 1
-        log.info("pulse: the buffer ran dry (process stalled?); resuming with a fade-in")
-        return out
 
     def close(self) -> None:
         if self._stream is not None and self._lib is not None:
@@ -342,7 +187,6 @@ class PulseOutput:
     def _free(self) -> None:
         if self._stream is not None and self._lib is not None:
             stream, self._stream = self._stream, None
-            self._inner = None
             self._lib.free(stream)
 
     def describe(self) -> str:
