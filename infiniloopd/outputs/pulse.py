@@ -13,6 +13,8 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import threading
+from typing import Any
 
 import numpy as np
 
@@ -105,19 +107,34 @@ def server_label(server: str | None = None) -> str:
 
 
 def list_sinks(timeout: float = 2.0, server: str | None = None) -> tuple[list[str], str | None]:
-    """The server's sink names and its default sink; OutputError if it does not answer."""
+    """The server's sink names and its default sink; OutputError if it does not answer.
+
+    pulsectl's own connect timeout always waits out the whole timeout (its poll is not
+    woken by the connection succeeding), which made every start and reconnect take
+    two seconds. So the probe connects without one, in a helper thread that we wait
+    for at most `timeout`: an absent server fails at once, a hung one is given up on.
+    """
     import pulsectl
 
-    try:
-        with pulsectl.Pulse(APP_NAME + "-probe", server=server, connect=False) as pulse:
-            pulse.connect(timeout=timeout)
-            names = [s.name for s in pulse.sink_list()]
-            default = pulse.server_info().default_sink_name
-    except pulsectl.PulseError as exc:
-        raise OutputError(
-            f"pulse: cannot connect to the sound server ({server_label(server)}): {exc}"
-        ) from None
-    return names, default
+    result: dict[str, Any] = {}
+
+    def probe() -> None:
+        try:
+            with pulsectl.Pulse(APP_NAME + "-probe", server=server) as pulse:
+                names = [s.name for s in pulse.sink_list()]
+                result["ok"] = (names, pulse.server_info().default_sink_name)
+        except pulsectl.PulseError as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=probe, name="pulse-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if "ok" in result:
+        return result["ok"]
+    reason = result.get("error") or f"no answer within {timeout:g} s"
+    raise OutputError(
+        f"pulse: cannot connect to the sound server ({server_label(server)}): {reason}"
+    )
 
 
 class PulseOutput:
