@@ -27,9 +27,9 @@ run, and scanned afterwards. It prints:
   the recording, from the end of its crossfade to the next loop start; max - min
   (target <= 1 LU).
 - daemon CPU (% of one core) and RSS over time, from /proc; the analyzer worker is
-  reported separately. The synth generator renders inside the daemon process (a
-  thread), so CPU is also split into "generating" and "idle" samples; the 3 % target
-  is for playing (idle) time.
+  reported separately. The synth generator renders in a child process of its own;
+  CPU is still split into "generating" and "idle" samples (the daemon supervises the
+  child and stores its loop meanwhile); the 3 % target is for playing (idle) time.
 - control round trip under load: `infiniloopctl status` end to end (process start
   included), and a raw ZeroMQ `ping` request, p50/p95.
 """
