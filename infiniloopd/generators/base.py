@@ -134,6 +134,14 @@ def describe_exit(returncode: int) -> str:
     return f"exit {returncode}"
 
 
+def check_exit(result: ProcessResult, who: str) -> None:
+    """A non-zero exit as one GeneratorError line: how it ended and its last message."""
+    if result.returncode != 0:
+        raise GeneratorError(
+            f"{who} failed ({describe_exit(result.returncode)}): {last_message(result.output)}"
+        )
+
+
 class LowPriority:
     """Builds the command prefix that runs a child with `nice` and, when allowed, SCHED_IDLE.
 

@@ -20,8 +20,7 @@ from infiniloopd.generators.base import (
     GeneratorError,
     LowPriority,
     ProgressFn,
-    describe_exit,
-    last_message,
+    check_exit,
     run_process,
     validate_wav,
 )
@@ -99,10 +98,7 @@ class CommandGenerator:
         finally:
             ticker.cancel()
             self.phase = "idle"
-        if result.returncode != 0:
-            raise GeneratorError(
-                f"{who} failed ({describe_exit(result.returncode)}): {last_message(result.output)}"
-            )
+        check_exit(result, who)
         validate_wav(out, seconds, who)
         self._last_wall = result.seconds
         progress(1.0)

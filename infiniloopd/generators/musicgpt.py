@@ -29,7 +29,7 @@ from infiniloopd.generators.base import (
     GeneratorError,
     LowPriority,
     ProgressFn,
-    describe_exit,
+    check_exit,
     last_message,
     run_process,
     strip_ansi,
@@ -244,10 +244,7 @@ class MusicGPTGenerator:
             ticker.cancel()
             self.phase = "idle"
         who = f"musicgpt ({self.model})"
-        if result.returncode != 0:
-            raise GeneratorError(
-                f"{who} failed ({describe_exit(result.returncode)}): {last_message(result.output)}"
-            )
+        check_exit(result, who)
         if not out.exists():
             # Older releases log the error and still exit 0.
             raise GeneratorError(f"{who} wrote no file: {last_message(result.output)}")

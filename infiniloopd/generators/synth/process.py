@@ -17,11 +17,9 @@ from pathlib import Path
 from infiniloopd.config import GeneratorConfig
 from infiniloopd.errors import UserError
 from infiniloopd.generators.base import (
-    GeneratorError,
     LowPriority,
     ProgressFn,
-    describe_exit,
-    last_message,
+    check_exit,
     run_process,
     validate_wav,
 )
@@ -93,10 +91,7 @@ class SynthProcessGenerator:
             )
         finally:
             self.phase = "idle"
-        if result.returncode != 0:
-            raise GeneratorError(
-                f"{who} failed ({describe_exit(result.returncode)}): {last_message(result.output)}"
-            )
+        check_exit(result, who)
         for line in lines:
             # A FluidSynth fallback warning would repeat for every clip: log it once.
             if line not in self._warned:
