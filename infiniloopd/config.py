@@ -80,6 +80,9 @@ class Choice(Kind):
     choices: tuple[str, ...] = ()
 
     def convert(self, value: Any) -> Any:
+        # `backend: null` is YAML's null, but the user means the backend named null.
+        if value is None and "null" in self.choices:
+            return "null"
         if not isinstance(value, str) or value not in self.choices:
             raise _Bad(self.expected)
         return value

@@ -180,3 +180,9 @@ def test_bad_config_on_the_command_line_is_one_line_without_traceback(tmp_path):
         f'infiniloopd: {path}: playback.crossfade: expected seconds between 0 and 60, got "long"'
     )
     assert "Traceback" not in proc.stderr
+
+
+def test_unquoted_null_backend_means_the_null_output(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("output:\n  backend: null\n")
+    assert load_config(path).output.backend == "null"
