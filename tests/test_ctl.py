@@ -219,3 +219,36 @@ def test_closed_pipe_is_quiet(daemon):
     _, err = p.communicate(timeout=30)
     assert p.returncode == 0
     assert b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+def test_tcp_endpoint_needs_curve_and_works_with_the_key(tmp_path):
+    import socket
+
+    import zmq.auth
+
+    public, secret = zmq.auth.create_certificates(str(tmp_path), "server")
+    with socket.socket() as s:  # a free port on loopback
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"tcp://127.0.0.1:{port}"
+    cfg = base_config(tmp_path / "out.wav")
+    cfg["control"] = {"endpoint": endpoint, "curve_secret_key_file": secret}
+    d = Daemon(tmp_path, cfg)
+    d.env[protocol.ENDPOINT_ENV] = endpoint
+    d.env[protocol.SERVER_KEY_ENV] = public
+    try:
+        d.start(wait_loop=False)
+        assert d.ok("ping").strip() == "pong"
+        # Without the server's key the client refuses to talk in the clear (usage error).
+        env = {k: v for k, v in d.env.items() if k != protocol.SERVER_KEY_ENV}
+        assert ctl(env, "ping").returncode == 2
+        # A plain ZeroMQ client gets no answer at all from the encrypted socket.
+        sock = zmq.Context.instance().socket(zmq.REQ)
+        sock.linger = 0
+        sock.connect(endpoint)
+        sock.send(protocol.encode_request("ping", {}))
+        assert sock.poll(1500) == 0
+        sock.close(0)
+    finally:
+        d.stop()
+        d.close()
