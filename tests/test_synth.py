@@ -18,24 +18,11 @@ import soundfile as sf
 from infiniloopd.errors import UserError
 from infiniloopd.generators.synth import DEFAULT_SOUNDFONTS, SR, SynthGenerator, fx
 from infiniloopd.generators.synth import composer as c
+from tests.test_presets import REQUIRED
 
 HAVE_SOUNDFONT = any(p.is_file() for p in DEFAULT_SOUNDFONTS)
-MOODS = (
-    "morning",
-    "focus",
-    "chill",
-    "evening",
-    "night",
-    "rain",
-    "lofi",
-    "ambient",
-    "jazz",
-    "techno",
-    "cinematic",
-    "chiptune",
-    "piano",
-    "synthwave",
-)
+# The mood presets issue 7 requires; each must map to a style of its own.
+MOODS = tuple(REQUIRED)
 
 
 @pytest.fixture(scope="module")
