@@ -7,7 +7,8 @@ first real clip does not pay start-up costs, and restarted if it dies. Requests 
 over a multiprocessing pipe from an executor thread, so the event loop never blocks.
 The loop comes back pickled through the pipe: a 30 s stereo loop at 48 kHz is
 about 11 MB, which a local pipe moves in a few milliseconds, and it saves a temp
-file and its cleanup.
+file and its cleanup. The event loop watches the worker's sentinel, so a worker that
+dies while idle is replaced (and warmed) at once, not when the next clip arrives.
 """
 
 from __future__ import annotations
@@ -152,6 +153,9 @@ class AnalyzerWorker:
         self._inflight: asyncio.Future[Any] | None = None
         self.restarts = 0
         self.warm_seconds: float | None = None
+        self._closing = False
+        self._watched: tuple[asyncio.AbstractEventLoop, int] | None = None
+        self._revival: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -182,6 +186,41 @@ class AnalyzerWorker:
                 proc.kill()
             proc.join(5)
 
+    async def _respawn(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Replace the worker (in an executor thread) and watch the new one's sentinel."""
+        self._unwatch()
+        await loop.run_in_executor(None, self._spawn)
+        proc = self._proc
+        if proc is not None:
+            # The sentinel becomes readable when the process ends. The callback holds
+            # `proc`, which keeps the descriptor open until the reader is removed.
+            loop.add_reader(proc.sentinel, self._on_exit, proc)
+            self._watched = (loop, proc.sentinel)
+
+    def _unwatch(self) -> None:
+        if self._watched is not None:
+            loop, fd = self._watched
+            self._watched = None
+            with contextlib.suppress(Exception):
+                loop.remove_reader(fd)
+
+    def _on_exit(self, proc: multiprocessing.process.BaseProcess) -> None:
+        """The watched worker ended (event loop thread): revive it unless closing."""
+        if self._watched is not None and self._watched[1] == proc.sentinel:
+            self._unwatch()
+        if self._closing or proc is not self._proc:
+            return
+        if self._revival is None or self._revival.done():
+            self._revival = asyncio.get_running_loop().create_task(self._revive())
+
+    async def _revive(self) -> None:
+        try:
+            await self._request(("warm", None), self.timeout, only_if_dead=True)
+        except _WorkerDied as exc:
+            log.warning("analyzer worker could not be restarted: %s", exc)
+        except Exception:  # never let the watcher's task die unseen
+            log.exception("analyzer worker restart failed")
+
     def _roundtrip(self, message: tuple[str, Any], timeout: float) -> tuple[str, Any, dict]:
         """Send one request and wait for its reply (runs in an executor thread)."""
         conn, proc = self._conn, self._proc
@@ -200,7 +239,14 @@ class AnalyzerWorker:
                 f"it died ({_exit_text(code)})" if code is not None else f"pipe failed: {exc}"
             ) from None
 
-    async def _request(self, message: tuple[str, Any], timeout: float) -> tuple[str, Any, dict]:
+    async def _request(
+        self, message: tuple[str, Any], timeout: float, *, only_if_dead: bool = False
+    ) -> tuple[str, Any, dict] | None:
+        """One request, (re)starting the worker first if it is not running.
+
+        With `only_if_dead`, a worker found alive (someone else replaced it while we
+        waited for the lock) is left alone and None is returned.
+        """
         loop = asyncio.get_running_loop()
         async with self._lock:
             if self._inflight is not None:
@@ -208,13 +254,18 @@ class AnalyzerWorker:
                 with contextlib.suppress(Exception):
                     await asyncio.wait([self._inflight])
                 self._inflight = None
-            if self._proc is None or not self._proc.is_alive():
+            if self._closing:
+                raise _WorkerDied("closing")
+            alive = self._proc is not None and self._proc.is_alive()
+            if alive and only_if_dead:
+                return None
+            if not alive:
                 if self._proc is not None:
                     log.warning(
                         "analyzer worker gone (%s); restarting", _exit_text(self._proc.exitcode)
                     )
                     self.restarts += 1
-                await loop.run_in_executor(None, self._spawn)
+                await self._respawn(loop)
             fut = loop.run_in_executor(None, self._roundtrip, message, timeout)
             self._inflight = fut
             try:
@@ -222,7 +273,8 @@ class AnalyzerWorker:
             except _WorkerDied:
                 self._inflight = None
                 self.restarts += 1
-                await loop.run_in_executor(None, self._spawn)
+                if not self._closing:
+                    await self._respawn(loop)
                 raise
             self._inflight = None
             return result
@@ -264,6 +316,10 @@ class AnalyzerWorker:
 
     async def close(self) -> None:
         """Ask the worker to exit; kill it if it does not."""
+        self._closing = True
+        self._unwatch()
+        if self._revival is not None and not self._revival.done():
+            self._revival.cancel()
         proc, conn = self._proc, self._conn
         if proc is None:
             return

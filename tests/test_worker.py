@@ -90,9 +90,15 @@ def test_a_killed_worker_is_restarted(tmp_path):
         try:
             first = w.pid
             os.kill(first, signal.SIGKILL)
-            await asyncio.sleep(0.2)
-            loop, _ = await w.analyse(path)  # restarted on demand
+            # Dead while idle: the daemon replaces it on its own, before any request.
+            for _ in range(200):
+                await asyncio.sleep(0.05)
+                if w.pid not in (None, first):
+                    break
             second = w.pid
+            assert second not in (None, first)
+            loop, _ = await w.analyse(path)
+            assert w.pid == second
             # Killed in the middle of an analysis: that clip fails, the next one works.
             task = asyncio.create_task(w.analyse(path))
             await asyncio.sleep(0.05)
