@@ -147,10 +147,14 @@ def status_verbose(st: dict[str, Any]) -> str:
         if st.get("generating") and isinstance(st.get("progress"), (int, float))
         else ("generating" if st.get("generating") else "idle")
     )
-    lines.append(
-        f"generator:  {gen.get('backend')} (model {gen.get('model')}, "
-        f"{fmt_num(gen.get('seconds'), 's')} clips)  {doing}"
-    )
+    uses = gen.get("uses")
+    what = {
+        "musicgpt": f"model {uses or gen.get('model')}, ",
+        "synth": f"soundfont {uses}, " if uses else "",
+        "command": f"{uses}, " if uses else "",
+    }.get(gen.get("backend"), "")
+    clips = f"{fmt_num(gen.get('seconds'), 's')} clips"
+    lines.append(f"generator:  {gen.get('backend')} ({what}{clips})  {doing}")
     for model, s in sorted((st.get("stats") or {}).items()):
         lines.append(
             f"stats:      {model}: {s.get('clips', 0)} clips, mean "

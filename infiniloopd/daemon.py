@@ -696,7 +696,12 @@ class Daemon:
             "generating": bool(ps.get("generating")),
             "progress": ps.get("progress"),
             "phase": ps.get("phase"),
-            "generator": {"backend": gen.backend, "model": gen.model, "seconds": gen.seconds},
+            "generator": {
+                "backend": gen.backend,
+                "model": gen.model,  # the MusicGPT model setting
+                "seconds": gen.seconds,
+                "uses": ps.get("uses"),
+            },
             "failures": ps.get("failures", 0),
             "consecutive_failures": ps.get("consecutive_failures", 0),
             "last_error": ps.get("last_error"),

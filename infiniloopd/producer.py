@@ -321,7 +321,12 @@ class Producer:
     def update_generator(self, cfg: GeneratorConfig) -> None:
         """Use this generator config from the next clip on."""
         self._gen_cfg = cfg
-        self._generator = None
+        # Made now (it is cheap) so status names what it uses before its first clip; one
+        # that cannot be made is tried again, and its error reported, when a clip starts.
+        try:
+            self._generator = self._factory(cfg)
+        except UserError:
+            self._generator = None
         self._consecutive = 0
         self._retry_at = 0.0
         self._wake.set()
@@ -428,6 +433,9 @@ class Producer:
             "fallback": self._fallback,
             "retry_in": max(0.0, self._retry_at - now) if self._retry_at > now else None,
             "generator": self._gen_cfg.backend,
+            # What the generator really uses (MusicGPT model, synth SoundFont, command's
+            # program); None until the first clip of this generator config is started.
+            "uses": self._generator.model if self._generator is not None else None,
             "stats": self.stats,
         }
 
