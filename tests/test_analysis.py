@@ -310,3 +310,32 @@ def test_analyse_clip_keeps_the_level_without_a_target():
     loop, points, info = analyse_clip(y, 32000, out_rate=32000, out_channels=1, target_lufs=None)
     assert loop.shape == (points.end - points.start, 1)
     assert np.array_equal(loop[2000:, 0], y[points.start + 2000 : points.end])
+
+
+def _onset_train(n: int, period: int, syncopation: float) -> np.ndarray:
+    """An onset envelope: a beat every `period` frames plus, every other bar, two strong
+    syncopated accents 0.7 and 1.7 periods after a downbeat (a dotted rhythm), each
+    onset a few frames wide as in a real envelope."""
+    env = np.zeros(n)
+    env[period // 2 :: period] = 1.0
+    for b in range(period // 2, n - 2 * period, 8 * period):
+        for off in (0.7, 1.7):
+            env[b + int(off * period)] = syncopation
+    return np.convolve(env, np.hanning(7), mode="same")
+
+
+def test_beat_tracker_keeps_the_pulse_through_syncopation():
+    from infiniloopd.analysis.beats import estimate_period, track_beats
+    from infiniloopd.analysis.loop import _TIGHTNESS
+
+    period = 70  # 8 ms frames: 0.56 s, 107 BPM
+    env = _onset_train(3750, period, syncopation=3.0)
+    p = estimate_period(env, 0.008)
+    assert p == pytest.approx(period, abs=1)
+    beats = track_beats(env, p, _TIGHTNESS)
+    ibi = np.diff(beats)
+    assert ibi.size > 45
+    assert np.all(np.abs(ibi - period) <= 2), ibi  # no beat jumps to a syncopated accent
+    # ... and the beats are the pulse itself, not a chain of off-beats.
+    phase = (beats - period // 2) % period
+    assert np.all(np.minimum(phase, period - phase) <= 2), beats[:8]

@@ -66,12 +66,17 @@ def track_beats(onset: np.ndarray, period: float, tightness: float = 100.0) -> n
         cum[i] = local[i] + cand[j]
         back[i] = prev[ok][j]
 
-    # last beat: the latest local maximum of the cumulative score that is not weak
+    # last beat: among the local maxima of the cumulative score in the last beat period
+    # (of those that are not weak), the strongest. The latest one alone may end a chain
+    # of off-beats, which a tight regularity penalty would then follow all the way back.
     peaks = np.flatnonzero((cum[1:-1] > cum[:-2]) & (cum[1:-1] >= cum[2:])) + 1
     if peaks.size == 0:
         return np.zeros(0, dtype=np.int64)
     good = peaks[cum[peaks] >= 0.5 * np.median(cum[peaks])]
-    i = int(good[-1]) if good.size else int(peaks[-1])
+    if good.size == 0:
+        good = peaks[-1:]
+    tail = good[good > good[-1] - period]
+    i = int(tail[np.argmax(cum[tail])])
     beats = []
     while i >= 0:
         beats.append(i)
