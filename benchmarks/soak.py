@@ -396,7 +396,10 @@ def main() -> int:
     )
     for f0, n in runs[:10]:
         print(f"    at {f0 / RATE:8.2f} s: {n * BLOCK_MS:g} ms")
-    print(f"server underruns logged: {server.underruns()}; player xruns: {final.get('xruns')}")
+    print(
+        f"server underruns logged: {server.underruns()}; player xruns: {final.get('xruns')}, "
+        f"stalls (audio thread held up past the buffer): {final.get('stalls')}"
+    )
     print(f"click detector self-check: {found}/{expected} injected steps found")
     print(
         f"clicks: {len(clicks)} ({len(near)} within 1.5 s of a loop start/crossfade)   [target 0]"

@@ -176,7 +176,10 @@ def status_verbose(st: dict[str, Any]) -> str:
     lib = st.get("library", {})
     lines.append(f"library:    {lib.get('loops', 0)} loops, {fmt_num(lib.get('mb'), 'MB')}")
     ok = "ok" if st.get("output_ok", True) else "FAILING"
-    lines.append(f"output:     {st.get('output')} ({ok}, {st.get('xruns', 0)} xruns)")
+    lines.append(
+        f"output:     {st.get('output')} ({ok}, {st.get('xruns', 0)} xruns, "
+        f"{st.get('stalls', 0)} stalls)"
+    )
     lines.append(
         f"daemon:     pid {st.get('pid')}, worker pid {st.get('worker_pid')}, "
         f"up {fmt_time(st.get('uptime'))}, config {st.get('config')}"

@@ -711,6 +711,7 @@ class Daemon:
             "output": st.output,
             "output_ok": st.output_ok,
             "xruns": st.xruns,
+            "stalls": st.stalls,
             "uptime": time.monotonic() - self.started,
             "pid": os.getpid(),
             "worker_pid": getattr(self.worker, "pid", None),

@@ -145,6 +145,21 @@ def test_play_while_paused_stays_paused_then_fades_in_on_resume():
     np.testing.assert_allclose(m.render(20)[:, 0], 0.2 * np.arange(1, 21) / 20, atol=1e-7)
 
 
+def test_restart_from_silence_ramps_in_where_playback_left_off():
+    m = settled(Mixer(RATE, 1, 64, volume=0.8, ramp_ms=20), "a", np.full((50, 1), 0.5, "f4"))
+    m.render(10)
+    pos = m.decks[0].pos
+    m.restart_from_silence()  # the device ran dry while the thread was held up
+    out = m.render(30)[:, 0]
+    np.testing.assert_allclose(out, 0.4 * np.minimum(np.arange(1, 31) / 20.0, 1.0), atol=1e-6)
+    assert m.decks[0].pos == (pos + 30) % 50  # it goes on from where it was, no skip
+    # Paused (gain 0): nothing to ramp; it stays silent and paused.
+    m.pause()
+    m.render(30)
+    m.restart_from_silence()
+    assert m.state == PAUSED and not m.render(10).any()
+
+
 def test_soft_clip_never_reaches_full_scale_and_is_identity_below_knee():
     m = Mixer(RATE, 1, 64, volume=1.0)
     x = np.array([[0.0], [0.5], [-0.8], [0.89], [0.95], [1.5], [-3.0], [40.0]], np.float32)

@@ -46,6 +46,7 @@ class AlsaOutput:
     def __init__(self, device: str = "default", *, latency_ms: float = 200.0) -> None:
         self.device = device
         self.latency_ms = latency_ms
+        self.buffer_seconds = latency_ms / 1000.0  # what the device holds after a write
         self.paced = True
         self.xruns = 0
         self._pcm = None

@@ -21,6 +21,10 @@ class Output(Protocol):
     """Where rendered audio goes. `write` blocks, pacing the caller in real time."""
 
     name: str  # "pulse" | "alsa" | "file" | "null"
+    # Optional `buffer_seconds: float`: how much audio a device still holds when `write`
+    # returns. The player reads a longer pause between writes as the device having run
+    # dry (an underrun) and fades back in. Outputs without a real-time device (file,
+    # null) leave it out: a pause there loses nothing.
 
     def open(self, rate: int, channels: int) -> None: ...
 

@@ -66,6 +66,9 @@ class _Lib:
         self.drain = simple.pa_simple_drain
         self.drain.restype = ctypes.c_int
         self.drain.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
+        self.flush = simple.pa_simple_flush
+        self.flush.restype = ctypes.c_int
+        self.flush.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
         self.free = simple.pa_simple_free
         self.free.restype = None
         self.free.argtypes = [ctypes.c_void_p]
@@ -148,6 +151,7 @@ class PulseOutput:
         self.sink = sink
         self.server = server  # None: $PULSE_SERVER or the session's default
         self.latency_ms = latency_ms
+        self.buffer_seconds = latency_ms / 1000.0  # what the device holds after a write
         self.paced = True
         self.xruns = 0
         self._lib: _Lib | None = None
@@ -193,6 +197,14 @@ class PulseOutput:
             message = self._lib.error_text(err.value)
             self._free()
             raise OutputError(f"pulse: lost the stream on {server_label(self.server)}: {message}")
+
+    def discard(self) -> None:
+        """Drop what the server holds but has not played (after it ran dry mid-write,
+        the rest of that block waits there to start the sound mid-waveform)."""
+        if self._stream is not None and self._lib is not None:
+            err = ctypes.c_int(0)
+            if self._lib.flush(self._stream, ctypes.byref(err)) < 0:
+                log.debug("pulse: flush failed: %s", self._lib.error_text(err.value))
 
     def close(self) -> None:
         if self._stream is not None and self._lib is not None:

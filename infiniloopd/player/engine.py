@@ -14,6 +14,7 @@ Any other exception is logged with its traceback and the loop goes on.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -29,6 +30,10 @@ from infiniloopd.player.mixer import PAUSED, PLAYING, STOPPED, Mixer
 log = logging.getLogger(__name__)
 
 BACKOFF_START = 0.25
+# A pause between writes this much longer than the device's buffer means it ran dry.
+STALL_MARGIN = 0.05
+# Silence written after such a stall, before the fade-in (see _check_stall).
+STALL_PAD_SECONDS = 0.06
 BACKOFF_MAX = 5.0
 
 
@@ -45,7 +50,8 @@ class PlayerStatus:
     output: str  # Output.describe()
     heartbeat: float  # time.monotonic() of the audio thread's last loop iteration
     output_ok: bool  # False while the output is failing / reconnecting
-    xruns: int
+    xruns: int  # underruns the output itself reported (ALSA)
+    stalls: int  # times the audio thread was held up until the device ran dry
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,11 @@ class Player:
         self._backoff = BACKOFF_START
         self._retry_at = 0.0
         self._heartbeat = time.monotonic()
+        self._written_at: float | None = None  # when the last write returned
+        self._written_frames = 0  # since the output was opened
+        self._stalls = 0
+        self._pad_blocks = 0  # blocks of silence still to write before the fade-in
+        self._last_stall_log = -np.inf
         self._last_bug = ""
         self._last_bug_at = 0.0
         self._fade_waiters: list[threading.Event] = []
@@ -197,6 +208,7 @@ class Player:
             heartbeat=self._heartbeat,
             output_ok=self._output_ok,
             xruns=int(getattr(output, "xruns", 0)),
+            stalls=self._stalls,
         )
 
     @property
@@ -274,18 +286,66 @@ class Player:
             self._publish()
             self._release_fade_waiters()
             return
-        mixer.render_into(self._buf)
+        self._check_stall(self._heartbeat)
+        if self._pad_blocks > 0:
+            # Silence first: a server that ran dry drops the start of what comes next.
+            self._pad_blocks -= 1
+            self._buf.fill(0.0)
+        else:
+            mixer.render_into(self._buf)
         try:
             self._output.write(self._buf)
         except Exception as exc:
             self._fail(exc)
             return
+        now = time.monotonic()
+        if self._check_stall(now, since=self._heartbeat):
+            # Held up inside the write: the rest of this block is queued to start the
+            # sound after the silence. Drop it; the next block ramps in.
+            discard = getattr(self._output, "discard", None)
+            if discard is not None:
+                discard()
+        self._written_at = time.monotonic()
+        self._written_frames += len(self._buf)
         if mixer.events:
             events, mixer.events = mixer.events, []
             for name, data in events:
                 self._emit(name, data)
         self._publish()
         self._release_fade_waiters()
+
+    def _check_stall(self, now: float, since: float | None = None) -> bool:
+        """Fade back in if this thread was held up longer than the device's buffer.
+
+        A stopped process (SIGSTOP, a frozen VM), a swap storm or a long GIL hold lets
+        the device run dry: it cut the sound off, and what comes next would start
+        mid-waveform after the silence, a click. The mixer ramps it in instead.
+        `since` is when the held-up step began (default: when the last write returned).
+        """
+        limit = getattr(self._output, "buffer_seconds", None)
+        since = self._written_at if since is None else since
+        if limit is None or since is None:
+            return False
+        if self._written_frames < 2 * limit * self.rate:
+            # Not yet playing steadily: a server may hold the first writes while its
+            # sink wakes up (a null sink: up to 2 s). Nothing has run dry.
+            return False
+        gap = now - since
+        if gap <= limit + STALL_MARGIN:
+            return False
+        self._stalls += 1
+        self._mixer.restart_from_silence()
+        # PulseAudio skips up to a few tens of ms of what arrives after it ran dry; the
+        # fade-in must not be in that part.
+        self._pad_blocks = max(1, math.ceil(STALL_PAD_SECONDS * self.rate / self.block))
+        if now - self._last_stall_log > 60.0:
+            self._last_stall_log = now
+            log.warning(
+                "audio thread held up %.2f s (the output holds %.2f s): it ran dry; fading back in",
+                gap,
+                limit,
+            )
+        return True
 
     def _apply_commands(self, *, block: bool, timeout: float) -> None:
         """Apply queued commands; optionally wait up to `timeout` for the first one."""
@@ -434,6 +494,8 @@ class Player:
         self._recovered()
 
     def _close_output(self) -> None:
+        self._written_at = None
+        self._written_frames = 0
         if not self._opened:
             return
         self._opened = False

@@ -164,6 +164,14 @@ class Mixer:
         self.state = STOPPED
         self._stop_after_ramp = True
 
+    def restart_from_silence(self) -> None:
+        """The device ran dry (the audio thread stalled): what is rendered next follows
+        silence, so the master gain ramps up from zero instead of stepping in."""
+        if self.gain > 0.0:
+            target = self.gain_target
+            self.gain = 0.0
+            self._ramp_to(target)
+
     @property
     def frozen(self) -> bool:
         """True when paused or stopped at zero gain: decks hold their position."""
