@@ -29,14 +29,13 @@ from infiniloopd.config import Config, ConfigError, load_config, parse_config
 from infiniloopd.control import Arg, Command, ControlServer
 from infiniloopd.errors import UserError
 from infiniloopd.protocol import ProtocolError
-from infiniloopd.state import State, load_state, save_state
+from infiniloopd.state import HISTORY_MAX, State, load_state, save_state
 
 log = logging.getLogger(__name__)
 
 TICK = 0.2  # seconds between looks at the player and the producer
 STATE_SAVE_DELAY = 1.0  # changes are batched into one state write
 HEARTBEAT_FRESH = 2.0  # an audio thread silent for longer than this is hung
-HISTORY = 100
 FADE_OUT = 0.3  # SIGTERM fade (the issue allows up to 0.5 s)
 SAVE_EXTENSIONS = {".wav": "WAV", ".flac": "FLAC"}
 COMMAND_FOR_KEY = {"model": "model", "seconds": "duration", "backend": "generator"}
@@ -172,7 +171,7 @@ class Daemon:
         self.mode = "playing"  # the user's intent: playing | paused | stopped
         self.current: tuple[Any, Any] | None = None  # (LoopEntry, audio)
         self.loops_played = 0
-        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_MAX)
         self.entries_by_id: dict[str, Any] = {}
         self._save_handle: asyncio.TimerHandle | None = None
         self._last_status = ""
@@ -180,6 +179,7 @@ class Daemon:
         self._presets: dict[str, Any] | None = None
         self.prompt_pending = False  # a new prompt whose first loop is not playing yet
         self.state = load_state()
+        self.history.extend(self.state.history)  # what played before the restart
         self.settings = self._settings_from(cfg, self.state)
 
     # --- settings -------------------------------------------------------------------
@@ -249,6 +249,7 @@ class Daemon:
             min_play=s.min_play,
             generator=dict(s.generator),
             stats=stats,
+            history=list(self.history),
         )
 
     @staticmethod
@@ -480,6 +481,7 @@ class Daemon:
                 "started": time.time(),
             }
         )
+        self.schedule_save()  # the history survives a restart
 
     def _touch(self, entry: Any) -> None:
         try:

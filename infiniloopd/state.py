@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 # Generator settings that may be changed at run time (and so are persisted).
 GENERATOR_KEYS = ("backend", "model", "seconds")
+HISTORY_MAX = 100  # played loops kept (and shown by `history`)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class State:
     min_play: float | None = None
     generator: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)  # newest first
     saved_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -74,8 +76,27 @@ def from_json(data: Any) -> State:
         st.generator = {k: v for k, v in gen.items() if k in GENERATOR_KEYS}
     if isinstance(data.get("stats"), dict):
         st.stats = data["stats"]
+    if isinstance(data.get("history"), list):
+        st.history = [h for h in map(_history_entry, data["history"][:HISTORY_MAX]) if h]
     st.saved_at = _number(data.get("saved_at"), 0, math.inf)
     return st
+
+
+def _history_entry(item: Any) -> dict[str, Any] | None:
+    """One played loop as the history command shows it, or None if it is malformed."""
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+        return None
+    started = _number(item.get("started"), 0, math.inf)
+    if started is None:
+        return None
+    prompt = item.get("prompt")
+    return {
+        "id": item["id"][:100],
+        "prompt": prompt[:1000] if isinstance(prompt, str) else "",
+        "bpm": _number(item.get("bpm"), 0, 1000),
+        "seconds": _number(item.get("seconds"), 0, 86400),
+        "started": started,
+    }
 
 
 def load_state(path: Path | None = None) -> State:

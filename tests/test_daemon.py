@@ -401,6 +401,8 @@ def test_reload_stop_and_restart(tmp_path):
         d.ok("prompt", "deep", "space", "drone")
         d.ok("volume", "66")
         time.sleep(0.5)
+        played = d.json("history")["entries"]
+        assert played
         assert d.stop() == 0
         n.wait_for("STOPPING=1")
         assert not (d.runtime / "control.sock").exists()
@@ -418,6 +420,9 @@ def test_reload_stop_and_restart(tmp_path):
         st = d.status()
         assert st["prompt"] == "deep space drone" and st["volume"] == 66
         assert st["loop"] is not None  # from the library, before any generation finished
+        # The history of what played before the restart is still there, behind the new.
+        again = d.json("history")["entries"]
+        assert again[-len(played) :] == played and again[0]["id"] == st["loop"]["id"]
     finally:
         d.stop()
         d.close()

@@ -69,3 +69,15 @@ def test_non_object_is_corrupt(tmp_path):
     path.write_text("[1, 2]")
     assert load_state(path) == State()
     assert list(tmp_path.glob("state.json.corrupt-*"))
+
+
+def test_history_round_trips_and_malformed_entries_are_dropped(tmp_path):
+    path = tmp_path / "state.json"
+    good = {"id": "20261128-1", "prompt": "rain", "bpm": 90.0, "seconds": 8.0, "started": 1e9}
+    save_state(State(history=[good]), path)
+    assert load_state(path).history == [good]
+    path.write_text(
+        json.dumps({"history": [good, "x", {"id": 3}, {"id": "no-time"}, {**good, "bpm": "fast"}]})
+    )
+    back = load_state(path).history
+    assert back == [good, {**good, "bpm": None}]
