@@ -22,7 +22,12 @@ run, and scanned afterwards. It prints:
   more than 10. Hits closer than 10 ms count once. Before scanning, the detector is
   checked on a copy of a stretch of the recording with steps injected (printed as
   "self-check"), so a 0 means something. Clicks within 1.5 s of a loop start
-  (crossfade) are reported separately.
+  (crossfade) are reported separately, with how many would fall there by chance.
+  Each click is then placed in the loop that was playing (the library's FLAC, by
+  cross-correlation) and the same statistic is taken at that phase of the loop file:
+  a click the loop file has too is in the music as rendered (the synth's own content);
+  one it lacks was added by playback. The LPC detector is sensitive to its 20 ms frame
+  grid: detections near its threshold come and go with where the scan starts.
 - loudness spread: integrated loudness (BS.1770, pyloudnorm) of each loop's stretch of
   the recording, from the end of its crossfade to the next loop start; max - min
   (target <= 1 LU).
@@ -50,6 +55,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 from scipy.linalg import solve_toeplitz
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,6 +251,67 @@ def find_clicks(x: np.ndarray) -> np.ndarray:
     return frames[keep]
 
 
+def click_ratio(x: np.ndarray, pos: int) -> float:
+    """The detector's statistic at frame `pos` of x: the largest residual within 5 ms over
+    its limit, times CLICK_RATIO (so >= CLICK_RATIO is a detection); the best of three
+    LPC frame alignments, so two signals are compared fairly whatever their frame grid."""
+    best = 0.0
+    for shift in (0, LPC_FRAME // 3, 2 * LPC_FRAME // 3):
+        a = pos - 5 * LPC_FRAME - shift
+        if a < 0 or a + 11 * LPC_FRAME > len(x):
+            continue
+        seg = np.asarray(x[a : a + 11 * LPC_FRAME], dtype=np.float64)
+        for ch in range(seg.shape[1]):
+            e, level = lpc_residual(seg[:, ch])
+            ref = np.maximum(
+                level, np.maximum(np.r_[level[0], level[:-1]], np.r_[level[1:], level[-1]])
+            )
+            limit = np.repeat(np.maximum(ref, CLICK_FLOOR / CLICK_RATIO), LPC_FRAME)
+            at = pos - a
+            window = slice(at - RATE // 200, at + RATE // 200)
+            best = max(best, float((np.abs(e[window]) / limit[window]).max()))
+    return best
+
+
+def attribute_clicks(x: np.ndarray, clicks: np.ndarray, loop_dir: Path) -> list[dict]:
+    """Find each click in the loop that was playing (the library's FLAC at the same
+    phase, by normalised cross-correlation) and score the same spot in the loop file.
+    A click the loop file has too is in the music as rendered; one it lacks was added
+    by playback (mixer, crossfade, output, server)."""
+    loops = {}
+    for f in sorted(loop_dir.glob("*.flac")):
+        y, sr = sf.read(str(f), dtype="float32", always_2d=True)
+        if sr == RATE and y.shape[1] == x.shape[1]:
+            loops[f.stem] = y
+    half = RATE // 10
+    out = []
+    for c in clicks.tolist():
+        seg = np.asarray(x[c - half : c + half, 0], dtype=np.float64)
+        if len(seg) < 2 * half:
+            continue
+        best = (0.0, "", 0)
+        for name, y in loops.items():
+            m = y[:, 0].astype(np.float64)
+            tiled = np.concatenate([m, m[: len(seg)]])
+            nfft = 1 << int(np.ceil(np.log2(len(tiled) + len(seg))))
+            cc = np.fft.irfft(np.fft.rfft(tiled, nfft) * np.conj(np.fft.rfft(seg, nfft)), nfft)
+            energy = np.convolve(tiled**2, np.ones(len(seg)), "valid")[: len(m)]
+            ncc = cc[: len(m)] / np.sqrt(np.maximum(energy, 1e-12) * float(seg @ seg))
+            k = int(np.argmax(ncc))
+            if ncc[k] > best[0]:
+                best = (float(ncc[k]), name, k)
+        corr, name, k = best
+        row = {"at": c / RATE, "loop": name or None, "corr": corr, "rec": click_ratio(x, c)}
+        if name and corr > 0.9:
+            y = loops[name]
+            n = len(y)
+            phase = (k + half) % n
+            row["from_seam_ms"] = 1000 * min(phase, n - phase) / RATE
+            row["file"] = click_ratio(np.concatenate([y, y, y]), n + phase)
+        out.append(row)
+    return out
+
+
 def scan_clicks(x: np.ndarray, start: int) -> np.ndarray:
     found = []
     for c0 in range(start, len(x), CHUNK):
@@ -374,6 +441,12 @@ def main() -> int:
     clicks = scan_clicks(x, first)
     starts = sorted(f for f in watcher.frames if f > first)
     near = [c for c in clicks if any(abs(c - s) < 1.5 * RATE for s in starts)]
+    # How many of the clicks would fall that near a loop start if they had nothing to do
+    # with loop changes: the share of the scanned recording those windows cover.
+    covered = np.zeros(len(x) - first, dtype=bool)
+    for s in starts:
+        covered[max(0, s - first - int(1.5 * RATE)) : max(0, s - first + int(1.5 * RATE))] = True
+    by_chance = len(clicks) * float(covered.mean()) if covered.size else 0.0
     lufs = loudness_per_loop(x, starts, args.crossfade)
 
     rows = sampler.rows
@@ -402,10 +475,25 @@ def main() -> int:
     )
     print(f"click detector self-check: {found}/{expected} injected steps found")
     print(
-        f"clicks: {len(clicks)} ({len(near)} within 1.5 s of a loop start/crossfade)   [target 0]"
+        f"clicks: {len(clicks)} ({len(near)} within 1.5 s of a loop start/crossfade, "
+        f"{by_chance:.1f} expected there by chance)   [target 0]"
     )
-    for c in clicks[:10]:
-        print(f"    at {c / RATE:8.3f} s")
+    rows = attribute_clicks(x, clicks[:40], d.root / "data" / "infiniloop" / "loops")
+    placed = [r for r in rows if "file" in r]
+    added = [r for r in placed if r["file"] < 0.8 * r["rec"]]
+    print(
+        f"clicks added by playback (absent from the loop file at the same phase): "
+        f"{len(added)} of {len(placed)} placed in a loop; {len(rows) - len(placed)} not placed "
+        f"(inside a crossfade, where two loops mix)   [target 0]"
+    )
+    for r in rows[:10]:
+        where = (
+            f"loop {r['loop']} ({r['from_seam_ms']:.0f} ms from its seam): detector "
+            f"{r['rec']:.1f} in the recording, {r['file']:.1f} in the loop file"
+            if "file" in r
+            else f"not placed: best match corr {r['corr']:.2f} (a crossfade?)"
+        )
+        print(f"    at {r['at']:8.3f} s  {where}")
     if lufs:
         print(
             f"loudness per loop: {len(lufs)} loops, {min(lufs):.2f} .. {max(lufs):.2f} LUFS, "
