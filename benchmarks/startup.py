@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,14 +63,7 @@ def first_sound_after(rec, frame0: int, timeout: float) -> float | None:
 
 def timed_start(d: Daemon, rec, timeout: float = 20.0) -> float | None:
     frame0 = rec.frames_so_far()
-    log = d.log_path.open("ab")
-    d.proc = subprocess.Popen(
-        [sys.executable, "-m", "infiniloopd", "--config", str(d.config_path)],
-        env=d.env,
-        stdout=log,
-        stderr=log,
-    )
-    log.close()
+    d.launch()  # time zero: the process starts; nothing waits for it to answer
     try:
         return first_sound_after(rec, frame0, timeout)
     finally:

@@ -118,15 +118,19 @@ class Daemon:
 
     # --- process ------------------------------------------------------------------------
 
+    def launch(self) -> subprocess.Popen:
+        """Start the daemon process (its output appended to the log) without waiting."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "infiniloopd", "--config", str(self.config_path)],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+            )
+        return self.proc
+
     def start(self, wait_loop: bool = True) -> Daemon:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "infiniloopd", "--config", str(self.config_path)],
-            env=self.env,
-            stdout=log,
-            stderr=log,
-        )
-        log.close()
+        self.launch()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
