@@ -434,7 +434,7 @@ class Producer:
             "retry_in": max(0.0, self._retry_at - now) if self._retry_at > now else None,
             "generator": self._gen_cfg.backend,
             # What the generator really uses (MusicGPT model, synth SoundFont, command's
-            # program); None until the first clip of this generator config is started.
+            # program); None until it is made: at the first clip, or on a config change.
             "uses": self._generator.model if self._generator is not None else None,
             "stats": self.stats,
         }

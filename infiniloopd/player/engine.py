@@ -305,7 +305,8 @@ class Player:
             discard = getattr(self._output, "discard", None)
             if discard is not None:
                 discard()
-        self._written_at = time.monotonic()
+            now = time.monotonic()
+        self._written_at = now
         self._written_frames += len(self._buf)
         if mixer.events:
             events, mixer.events = mixer.events, []
