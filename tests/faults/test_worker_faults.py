@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import Pinger, assert_no_gap, events, fault_config, start_daemon
+from tests.faults.conftest import (
+    Pinger,
+    assert_no_gap,
+    events,
+    fault_config,
+    request,
+    start_daemon,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -76,11 +83,14 @@ def test_worker_killed_is_restarted(daemon, when):
             daemon.ok("prompt", "after the worker died")
         else:
             daemon.ok("prompt", "worker dies while analysing")
-            # Kill it as soon as the clip is handed to it (the phase says so).
+            # Kill it as soon as the clip is handed to it (the phase says so). A warm
+            # analysis lasts ~0.2 s: poll on the socket itself, not through a new
+            # infiniloopctl process (~0.1 s each under load), or the phase is missed.
+            status = {"v": 1, "cmd": "status", "args": {}}
             deadline = time.monotonic() + 30
-            while daemon.status()["phase"] != "analysing":
+            while request(daemon, status)["result"]["phase"] != "analysing":
                 assert time.monotonic() < deadline, "never saw the analysing phase"
-                time.sleep(0.02)
+                time.sleep(0.005)
             os.kill(pid, signal.SIGKILL)
         ready = wait_loop_ready(daemon, mark)
     pinger.check()
