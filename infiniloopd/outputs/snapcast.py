@@ -3,8 +3,12 @@
 snapserver reads interleaved integer PCM in the sample format its source declares
 (`sampleformat=48000:16:2` by default), so this output converts to exactly that.
 Writes never block: if snapserver is not reading, what does not fit is dropped
-(counted in `xruns`) and playback elsewhere goes on; a snapserver that went away is
-reported as an OutputError, and the caller reopens us with backoff.
+(counted in `xruns`) and playback elsewhere goes on. The pipe is also held open for
+reading here, as MPD's fifo output does: snapserver 0.26 closes a pipe that has no
+writer and only reopens it for a moment every 100 ms, and our own read end lets us
+drop audio that waited too long, so a snapserver that paused does not leave the
+stream late for good. A TCP source that went away is an OutputError; the caller
+reopens us with backoff.
 
 Metadata: snapserver 0.26 (Debian 12/13) accepts stream metadata only from a
 `controlscript` it starts itself (JSON-RPC `Stream.SetMeta` is gone and
@@ -13,10 +17,13 @@ Metadata: snapserver 0.26 (Debian 12/13) accepts stream metadata only from a
 
 from __future__ import annotations
 
-import errno
+import fcntl
 import logging
 import os
 import socket
+import stat
+import struct
+import termios
 
 import numpy as np
 
@@ -25,8 +32,9 @@ from infiniloopd.outputs.pacing import Pacer
 
 log = logging.getLogger(__name__)
 
-# Audio allowed to wait for snapserver to read before the oldest is dropped.
-PENDING_SECONDS = 0.5
+# Audio allowed to wait for snapserver to read before the oldest is dropped: this
+# much extra delay at most, and enough to ride out a busy moment on either side.
+PENDING_SECONDS = 0.25
 
 
 def parse_sample_format(text: str) -> tuple[int, int, int]:
@@ -57,6 +65,7 @@ class SnapcastOutput:
         self.paced = True
         self.xruns = 0  # blocks (partly) dropped because snapserver was not reading
         self._fd: int | None = None
+        self._rfd: int | None = None  # our own read end of the pipe (see the module doc)
         self._sock: socket.socket | None = None
         self._pending = bytearray()
         self._max_pending = 0
@@ -90,17 +99,23 @@ class SnapcastOutput:
 
     def _open_pipe(self) -> None:
         try:
-            # O_NONBLOCK: fails at once (ENXIO) if snapserver is not reading the pipe,
-            # and writes never wait for it.
+            if not stat.S_ISFIFO(os.stat(self.target).st_mode):
+                raise OutputError(
+                    f"snapcast: {self.target} is not a pipe (snapserver's pipe source "
+                    "creates one with mode=create)"
+                )
+            # Non-blocking on both ends: opening never waits for snapserver, writes
+            # never wait for it to read.
+            self._rfd = os.open(self.target, os.O_RDONLY | os.O_NONBLOCK)
             self._fd = os.open(self.target, os.O_WRONLY | os.O_NONBLOCK)
         except FileNotFoundError:
+            self.close()
             raise OutputError(
                 f"snapcast: no pipe at {self.target} (is snapserver running with "
-                f"source = pipe://{self.target}?...)"
+                f"source = pipe://{self.target}?name=infiniloop&mode=create?)"
             ) from None
         except OSError as exc:
-            if exc.errno == errno.ENXIO:
-                raise OutputError(f"snapcast: snapserver is not reading {self.target}") from None
+            self.close()
             raise OutputError(f"snapcast: cannot open {self.target}: {exc.strerror}") from None
 
     def _open_tcp(self) -> None:
@@ -115,6 +130,9 @@ class SnapcastOutput:
                 f"{exc.strerror or exc}"
             ) from None
         sock.setblocking(False)
+        # A small send buffer: audio that snapserver does not take waits (and is
+        # dropped) here, where we see it, not as minutes of delay in the kernel.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._max_pending // 2)
         self._sock = sock
 
     def _convert(self, frames: np.ndarray) -> bytes:
@@ -134,6 +152,8 @@ class SnapcastOutput:
             raise OutputError("snapcast: not open")
         self._pending += self._convert(frames)
         self._flush()
+        if self._rfd is not None:
+            self._drop_stale()
         if len(self._pending) > self._max_pending:
             # snapserver is not keeping up: drop the oldest whole frames, keep alignment.
             excess = len(self._pending) - self._max_pending
@@ -142,6 +162,24 @@ class SnapcastOutput:
             self.xruns += 1
         if self._pacer is not None:
             self._pacer.wait(int(frames.shape[0]))
+
+    def _drop_stale(self) -> None:
+        """Read back (drop) what snapserver left in the pipe beyond PENDING_SECONDS."""
+        assert self._rfd is not None
+        queued = struct.unpack("i", fcntl.ioctl(self._rfd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        excess = queued - self._max_pending
+        if excess <= 0:
+            return
+        excess -= excess % self._frame_bytes  # whole frames, so channels stay in place
+        try:
+            while excess > 0:
+                got = os.read(self._rfd, min(excess, 65536))
+                if not got:
+                    break
+                excess -= len(got)
+        except BlockingIOError:  # snapserver read it meanwhile
+            pass
+        self.xruns += 1
 
     def _flush(self) -> None:
         while self._pending:
@@ -163,9 +201,11 @@ class SnapcastOutput:
             del self._pending[:written]
 
     def close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
+        for name in ("_fd", "_rfd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                setattr(self, name, None)
+                os.close(fd)
         if self._sock is not None:
             sock, self._sock = self._sock, None
             sock.close()
