@@ -425,7 +425,4 @@ class HttpOutput:
         paths = ", ".join(f"/stream.{f}" for f in self.formats)
         count = sum(self.listeners.values())
         auth = ", password" if self.password else ""
-        return (
-            f"http: http://{self.host}:{self.port}/stream ({paths}{auth}), {count} listener(s), "
-            f"~{BURST_SECONDS + OGG_PAGE_SECONDS:.1f} s behind"
-        )
+        return f"http: http://{self.host}:{self.port}/stream ({paths}{auth}), {count} listener(s)"
