@@ -27,6 +27,7 @@ from infiniloopd.outputs.snapcast import SnapcastOutput
 from infiniloopd.player import Player
 from tests.audio_checks import assert_tiles, first_sound, noise_loop
 from tests.audio_servers import RATE
+from tests.daemon_proc import Daemon, base_config
 
 
 def free_port() -> int:
@@ -180,3 +181,46 @@ def test_a_frozen_local_server_lets_the_others_go_on_in_real_time(pulse_server, 
     assert [s["state"] for s in states] == ["ok", "ok"]  # the local one came back
     data, _ = soundfile.read(other, dtype="float32", always_2d=True)
     assert_tiles(data, loop, first_sound(data), 10)  # the stream itself has no gap
+
+
+# --- in the daemon -------------------------------------------------------------------
+
+
+def test_daemon_plays_to_several_outputs_and_status_lists_them(tmp_path):
+    port = free_port()
+    cfg = base_config(tmp_path / "out.wav")
+    cfg["prompt"] = "slow dub for a rainy day"
+    cfg["outputs"] = [
+        {"backend": "file", "path": str(tmp_path / "out.wav"), "realtime": True},
+        {"backend": "http", "listen": f"127.0.0.1:{port}", "formats": ["mp3"]},
+        {"backend": "snapcast", "path": f"tcp://127.0.0.1:{free_port()}"},  # nobody there
+    ]
+    d = Daemon(tmp_path, cfg)
+    try:
+        d.start()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /stream HTTP/1.0\r\nIcy-MetaData: 1\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(4096)
+            head, _, data = data.partition(b"\r\n\r\n")
+            metaint = int(head.split(b"icy-metaint:")[1].split(b"\r\n")[0])
+            while len(data) < metaint + 1 + 255 * 16:
+                data += sock.recv(65536)
+        title = data[metaint + 1 : metaint + 1 + data[metaint] * 16].rstrip(b"\0")
+        st = d.status()
+        verbose = d.ok("status", "-v")
+    finally:
+        d.stop()
+    assert title == b"StreamTitle='slow dub for a rainy day';"
+    assert [(o["name"], o["state"]) for o in st["outputs"]] == [
+        ("file", "ok"),
+        ("http", "ok"),
+        ("snapcast", "failed"),
+    ]
+    assert "cannot connect" in st["outputs"][2]["error"]
+    lines = [ln.strip() for ln in verbose.splitlines() if ln.strip().startswith("- ")]
+    assert len(lines) == 3 and "snapcast: tcp source" in lines[2] and "failed" in lines[2]
+    assert lines[0].endswith("(ok, 0 underruns)")
+    data, _ = soundfile.read(tmp_path / "out.wav", dtype="float32", always_2d=True)
+    assert np.abs(data).max() > 0.01  # the local file got the music

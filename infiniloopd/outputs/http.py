@@ -403,7 +403,7 @@ class HttpOutput:
     def listener_joined(self, fmt: str) -> None:
         with self._lock:
             self.listeners[fmt] += 1
-        log.info("http: a %s listener joined (%d now)", fmt, sum(self.listeners.values()))
+        log.info("http: %s listener joined (%d now)", fmt, sum(self.listeners.values()))
 
     def listener_left(self, fmt: str) -> None:
         with self._lock:
