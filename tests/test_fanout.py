@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 
 import numpy as np
@@ -181,6 +182,58 @@ def test_a_frozen_local_server_lets_the_others_go_on_in_real_time(pulse_server, 
     assert [s["state"] for s in states] == ["ok", "ok"]  # the local one came back
     data, _ = soundfile.read(other, dtype="float32", always_2d=True)
     assert_tiles(data, loop, first_sound(data), 10)  # the stream itself has no gap
+
+
+@pytest.mark.pulse
+def test_the_local_sink_gets_every_sample_while_network_outputs_run(pulse_server, tmp_path):
+    """PulseAudio first, then HTTP (Opus and MP3, two listeners decoding) and Snapcast."""
+    fifo = tmp_path / "snapfifo"
+    os.mkfifo(fifo)
+    port = free_port()
+    loop = noise_loop(0.5, seed=6)
+    outputs = [
+        PulseOutput(server=pulse_server.server, latency_ms=200),
+        HttpOutput(f"127.0.0.1:{port}", pace=False),
+        SnapcastOutput(str(fifo), pace=False),
+    ]
+    rec = pulse_server.start_recording()
+    player, fan = play(outputs, loop)
+    decoders = [
+        subprocess.Popen(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-v",
+                "error",
+                "-i",
+                f"http://127.0.0.1:{port}/stream.{f}",
+                "-t",
+                "6",
+                "-f",
+                "null",
+                "-",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for f in ("opus", "mp3")
+    ]
+    try:
+        time.sleep(7.0)
+        states = fan.states()
+    finally:
+        for proc in decoders:
+            proc.wait(20)
+        player.close()
+        pcm = rec.stop()
+    assert [p.returncode for p in decoders] == [0, 0]
+    assert [s.state for s in states] == ["ok", "ok", "ok"]
+    assert states[0].underruns == 0
+    try:
+        assert_tiles(pcm, loop, first_sound(pcm), 10)  # 5 s and more, sample-exact
+    except AssertionError as exc:
+        underruns = pulse_server.underruns()
+        raise AssertionError(f"{exc} (the server logged {underruns} underruns)") from None
 
 
 # --- in the daemon -------------------------------------------------------------------
