@@ -124,6 +124,8 @@ def status_line(st: dict[str, Any]) -> str:
         pct = f" {progress * 100:.0f}%" if isinstance(progress, (int, float)) else ""
         parts.append(f"generating{pct}")
     parts.append(f"queue {queue}")
+    if st.get("skip_pending"):
+        parts.append("next pending")
     if st.get("consecutive_failures"):
         parts.append(f"failing x{st['consecutive_failures']}")
     parts.append(json.dumps(st.get("prompt", ""), ensure_ascii=False))
@@ -198,6 +200,8 @@ def render(cmd: str, result: dict[str, Any], args: argparse.Namespace) -> str | 
     """Human output for a command's result (None prints nothing)."""
     if cmd == "status":
         return status_verbose(result) if args.verbose else status_line(result)
+    if cmd == "next" and result.get("pending"):
+        return result.get("message") or "next: as soon as the next loop is ready"
     if cmd in ("play", "pause", "toggle", "stop", "next"):
         return status_line(result["status"]) if "status" in result else None
     if cmd == "prompt":

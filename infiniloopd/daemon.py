@@ -178,6 +178,7 @@ class Daemon:
         self._reloading = False
         self._presets: dict[str, Any] | None = None
         self.prompt_pending = False  # a new prompt whose first loop is not playing yet
+        self.skip_pending = False  # `next` asked for while no loop was ready
         self.state = load_state()
         self.history.extend(self.state.history)  # what played before the restart
         self.settings = self._settings_from(cfg, self.state)
@@ -471,6 +472,7 @@ class Daemon:
         assert self.current is not None
         entry, audio = self.current
         self.player.play_loop(entry.id, audio, crossfade)
+        self.skip_pending = False
         self.loops_played += 1
         self.history.appendleft(
             {
@@ -499,6 +501,14 @@ class Daemon:
                 log.exception("loop switching failed (will retry)")
 
     def _switch_tick(self) -> None:
+        if self.skip_pending:
+            # `next` was asked for before a loop was ready: take the first one that is.
+            ready = self.producer.take_ready()
+            if ready is not None:
+                self._start_loop(*ready, crossfade=self.settings.crossfade, audible=True)
+                if self.mode != "playing":
+                    self._set_mode("playing")
+                return
         if self.mode != "playing":
             return
         st = self.player.status()
@@ -692,6 +702,7 @@ class Daemon:
             "loop": loop,
             "loops_played": self.loops_played,
             "queue": len(self.producer.ready()),
+            "skip_pending": self.skip_pending,
             "volume": self.settings.volume,
             "crossfade": self.settings.crossfade,
             "min_play": self.settings.min_play,
@@ -759,18 +770,63 @@ class Daemon:
     async def cmd_next(self, _args: dict[str, Any]) -> dict[str, Any]:
         ready = self.producer.take_ready()
         if ready is None:
-            # Nothing fresh yet: another loop from the library is better than refusing.
-            exclude = {h["id"] for h in list(self.history)[:5]}
-            entry = self.library.pick(self.settings.prompt, exclude)
-            if entry is None:
-                raise ProtocolError(protocol.NOT_READY, "next: no other loop is ready yet")
-            audio = await asyncio.to_thread(self.library.load, entry)
-            await asyncio.to_thread(self._touch, entry)
-            ready = (entry, audio)
+            ready = await self._library_next()
+        if ready is None:
+            # Nothing to switch to yet: the skip waits for the next loop (see _switch_tick).
+            never = self._never_ready()
+            if never:
+                raise ProtocolError(protocol.NOT_READY, f"next: {never}")
+            if not self.skip_pending:
+                self.skip_pending = True
+                self.emit("skip_pending", {})
+                self._refresh_status()
+            return {**self._with_status(), "pending": True, "message": self._pending_text()}
         self._start_loop(*ready, crossfade=self.settings.crossfade, audible=True)
         if self.mode != "playing":
             self._set_mode("playing")
-        return self._with_status()
+        return {**self._with_status(), "pending": False}
+
+    async def _library_next(self) -> tuple[Any, Any] | None:
+        """A library loop of the current prompt other than the playing one, loaded."""
+        from infiniloopd.producer import prompt_key
+
+        playing = {self.current[0].id} if self.current is not None else set()
+        entry = self.library.pick(self.settings.prompt, playing)
+        if entry is None or prompt_key(entry.prompt) != prompt_key(self.settings.prompt):
+            return None
+        try:
+            audio = await asyncio.to_thread(self.library.load, entry)
+        except UserError as exc:
+            log.warning("%s", exc)
+            return None
+        await asyncio.to_thread(self._touch, entry)
+        return entry, audio
+
+    def _never_ready(self) -> str | None:
+        """Why no loop can come for a skip (a failing generator and nothing else), or None."""
+        ps = self.producer.status()
+        if not ps.get("consecutive_failures"):
+            return None
+        playing = self.current[0].id if self.current is not None else None
+        if any(e.id != playing for e in self.library.entries()):
+            return None
+        return (
+            "no other loop: the generator is failing "
+            f"({ps.get('last_error') or 'see the daemon log'}) and the library has none"
+        )
+
+    def _pending_text(self) -> str:
+        """When a pending skip will happen, for the user who asked for it."""
+        ps = self.producer.status()
+        progress = ps.get("progress")
+        if ps.get("generating") and isinstance(progress, (int, float)):
+            return f"next: as soon as the loop being generated is ready ({progress * 100:.0f}%)"
+        if ps.get("retry_in"):
+            return (
+                f"next: as soon as a loop is ready (generator retrying in "
+                f"{ps['retry_in']:.0f} s after: {ps.get('last_error')})"
+            )
+        return "next: as soon as the next loop is ready"
 
     def _set_prompt(self, text: str, *, keep: bool, preset: str | None) -> int:
         before = len(self.producer.ready())
