@@ -30,6 +30,7 @@ import zmq.asyncio
 from infiniloopd import protocol
 from infiniloopd.errors import UserError
 from infiniloopd.protocol import ProtocolError
+from infiniloopd.text import printable, text_problem
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,9 @@ class Arg:
                 raise ValueError
             return value
         if self.kind in ("str", "path"):
-            if not isinstance(value, str) or "\0" in value or len(value) > self.max_len:
-                raise ValueError
-            if (self.kind == "path" or self.choices or self.required) and not value.strip():
+            # Names, prompts and paths all end up persisted or printed: one check for all.
+            nonempty = bool(self.kind == "path" or self.choices or self.required)
+            if text_problem(value, max_len=self.max_len, nonempty=nonempty) is not None:
                 raise ValueError
             if self.choices and value not in self.choices:
                 raise ValueError
@@ -115,7 +116,8 @@ def validate(command: Command, args: dict[str, Any]) -> dict[str, Any]:
             names = ", ".join(known) or "none"
             raise ProtocolError(
                 protocol.BAD_ARGUMENT,
-                f"{command.name}: unknown argument {str(key)[:40]!r} (arguments: {names})",
+                f"{command.name}: unknown argument {printable(str(key)[:40])!r} "
+                f"(arguments: {names})",
             )
     out: dict[str, Any] = {}
     for arg in command.args:
@@ -130,7 +132,7 @@ def validate(command: Command, args: dict[str, Any]) -> dict[str, Any]:
         try:
             out[arg.name] = arg.convert(value)
         except (ValueError, TypeError, OverflowError):
-            shown = repr(value)
+            shown = printable(repr(value))
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
             raise ProtocolError(
                 protocol.BAD_ARGUMENT,
@@ -288,7 +290,8 @@ class ControlServer:
             command = self.commands.get(cmd)
             if command is None:
                 raise ProtocolError(
-                    protocol.UNKNOWN_COMMAND, f"unknown command {cmd[:40]!r} (try `help`)"
+                    protocol.UNKNOWN_COMMAND,
+                    f"unknown command {printable(cmd[:40])!r} (try `help`)",
                 )
             args = validate(command, raw_args)
             result = command.handler(args)

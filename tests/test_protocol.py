@@ -158,3 +158,25 @@ def test_running_pid_reads_live_pid(tmp_path, monkeypatch):
     dead.wait()
     lock.write_text(f"{dead.pid}\n")
     assert protocol.running_pid() is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"cmd": "prompt", "args": {"text": "calm \\ud800 pads"}}',
+        b'{"cmd": "prompt", "args": {"text": "\\udfff"}}',
+        b'{"cmd": "prompt", "args": {"text": "bell\\u0007"}}',
+        b'{"cmd": "prompt", "args": {"text": "a\\nb"}}',
+        b'{"cmd": "prompt", "args": {"text": "a\\u009bb"}}',
+    ],
+)
+def test_text_that_may_not_enter_is_refused_at_the_socket(raw):
+    cmd = Command("prompt", lambda a: a, (Arg("text", max_len=1000),))
+    name, args = protocol.decode_request([raw])
+    with pytest.raises(ProtocolError) as info:
+        validate(cmd, args)
+    assert info.value.code == protocol.BAD_ARGUMENT
+    message = str(info.value)
+    assert message.startswith("prompt: text: expected text of at most 1000 characters, got ")
+    message.encode("utf-8")  # the refusal itself is valid text
+    assert "\n" not in message and "\x07" not in message
