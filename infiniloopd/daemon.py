@@ -326,7 +326,9 @@ class Daemon:
         self.player.start(retry=out.backend not in ("file",))
 
         try:
-            self.library = Library(cfg.library.dir, cfg.library.max_mb)
+            self.library = Library(
+                cfg.library.dir, cfg.library.max_mb, rate=out.rate, channels=out.channels
+            )
             await asyncio.to_thread(self.library.scan)
             a = cfg.analysis
             self.worker = AnalyzerWorker(
