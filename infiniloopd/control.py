@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import inspect
 import logging
 import math
@@ -33,6 +34,9 @@ from infiniloopd.protocol import ProtocolError
 from infiniloopd.text import printable, text_problem
 
 log = logging.getLogger(__name__)
+
+# How long replies already queued may take to leave when the server closes (ms).
+REPLY_LINGER_MS = 500
 
 Result = dict[str, Any]
 Handler = Callable[[dict[str, Any]], "Result | Awaitable[Result]"]
@@ -227,6 +231,22 @@ class ControlServer:
         self._rep, self._pub = rep, pub
         log.info("control socket %s, events %s", self.endpoints.control, self.endpoints.events)
 
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Let commands in progress (a `save` writing its file) finish and reply.
+
+        At shutdown, before close(): what does not finish within `timeout` is cancelled
+        and its client told so; either way every client gets an answer.
+        """
+        pending = list(self._pending.tasks)
+        if not pending:
+            return
+        _done, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            task.cancel()
+        for task in late:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
     def close(self) -> None:
         """Close the sockets and remove their files."""
         if self._closed:
@@ -234,9 +254,11 @@ class ControlServer:
         self._closed = True
         for task in list(self._pending.tasks):
             task.cancel()
-        for sock in (self._rep, self._pub):
-            if sock is not None:
-                sock.close(0)
+        if self._rep is not None:
+            # A moment for the last replies (drain()'s) to leave; then gone.
+            self._rep.close(linger=REPLY_LINGER_MS)
+        if self._pub is not None:
+            self._pub.close(0)
         for path in (self.endpoints.control_path, self.endpoints.events_path):
             if path is not None:
                 path.unlink(missing_ok=True)
@@ -309,6 +331,11 @@ class ControlServer:
         try:
             reply = protocol.encode_ok(await awaitable)
         except asyncio.CancelledError:
+            # The client still gets an answer, not a timeout.
+            self._reply(
+                envelope,
+                protocol.encode_error(protocol.FAILED, f"{cmd}: the daemon stopped first"),
+            )
             raise
         except Exception as exc:
             reply = self._error_reply([cmd.encode()], exc)

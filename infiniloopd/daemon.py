@@ -302,6 +302,7 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
         cfg = self.cfg
+        await asyncio.to_thread(_sweep_leftovers, cfg)
         endpoints = protocol.resolve_endpoints(self.endpoint_override, cfg.control.endpoint)
         for path in (endpoints.control_path, endpoints.events_path):
             if path is not None:
@@ -431,6 +432,7 @@ class Daemon:
         # Fade first (bounded, ≤ 0.5 s), then everything else in silence.
         await asyncio.to_thread(self.player.fade_out, FADE_OUT)
         self._write_state(snapshot)
+        await self.control.drain()  # a `save` in progress finishes and answers
         self.control.close()
         for task in self.tasks:
             task.cancel()
@@ -971,6 +973,17 @@ class Daemon:
 # --- helpers ----------------------------------------------------------------------------
 
 
+def _sweep_leftovers(cfg: Config) -> None:
+    """What a crash leaves: our temp files in the music and state dirs, generator helpers."""
+    from infiniloopd.atomic import sweep_temp_files
+    from infiniloopd.generators.base import kill_orphaned_generators
+
+    for directory in (Path(cfg.library.music_dir), paths.state_dir()):
+        for path in sweep_temp_files(directory):
+            log.info("removed %s (left by an interrupted write)", path)
+    kill_orphaned_generators()
+
+
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
 
@@ -1023,6 +1036,8 @@ def write_loop_file(dest: Path, audio: Any, rate: int, meta: dict[str, Any], for
     # A user's music files, not private ones; without --force never replaced, not even
     # by a file that appears while writing.
     opts = {"mode": 0o644, "overwrite": force}
+    # A save that fails leaves nothing behind; only files it created are removed.
+    existed = {path for path in (dest, sidecar) if path.exists()}
     try:
         write_audio_atomic(dest, audio, rate, format=fmt, subtype=subtype, **opts)
         written.append(dest)
@@ -1033,4 +1048,7 @@ def write_loop_file(dest: Path, audio: Any, rate: int, meta: dict[str, Any], for
             path.unlink(missing_ok=True)
         raise ProtocolError(protocol.EXISTS, f"save: {dest} exists (use --force)") from None
     except OSError as exc:
+        for path in written:
+            if path not in existed:
+                path.unlink(missing_ok=True)
         raise ProtocolError(protocol.FAILED, f"save: {dest}: {exc.strerror or exc}") from None
