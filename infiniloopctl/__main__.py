@@ -58,7 +58,15 @@ class Client:
                 f"{endpoint}: a tcp:// endpoint needs the daemon's CURVE public key in "
                 f"${protocol.SERVER_KEY_ENV} (the 40-character key, or a file holding it)"
             )
-        public, secret = zmq.curve_keypair()
+        client_key = os.environ.get(protocol.CLIENT_KEY_ENV, "")
+        if not client_key:
+            raise UserError(
+                f"{endpoint}: a tcp:// endpoint needs your CURVE secret key file in "
+                f"${protocol.CLIENT_KEY_ENV} (its public key in the daemon's "
+                "control.curve_allowed_keys_dir)"
+            )
+        secret = protocol.read_curve_key(Path(client_key), secret=True)
+        public = zmq.curve_public(secret)
         sock.curve_serverkey = key.encode()
         sock.curve_publickey = public
         sock.curve_secretkey = secret

@@ -244,6 +244,9 @@ class ControlConfig:
     curve_secret_key_file: Path | None = _k(
         None, PathKind("a path to a CURVE secret key file", optional=True)
     )
+    curve_allowed_keys_dir: Path | None = _k(
+        None, PathKind("a directory of allowed client CURVE public keys", optional=True)
+    )
 
 
 @dataclass
@@ -359,6 +362,15 @@ def _cross_check(cfg: Config) -> list[tuple[str, str]]:
                     "control.endpoint",
                     "control.endpoint: a tcp:// endpoint needs "
                     "control.curve_secret_key_file (CURVE encryption), got none",
+                )
+            )
+        elif ep.startswith("tcp://") and cfg.control.curve_allowed_keys_dir is None:
+            # Encryption without an allow-list would let any key pair in.
+            out.append(
+                (
+                    "control.endpoint",
+                    "control.endpoint: a tcp:// endpoint needs control.curve_allowed_keys_dir "
+                    "(the client public keys allowed in), got none",
                 )
             )
     return out

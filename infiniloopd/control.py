@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # How long replies already queued may take to leave when the server closes (ms).
 REPLY_LINGER_MS = 500
+# How long a connection may take to complete the ZMTP (and CURVE) handshake (ms).
+HANDSHAKE_MS = 5000
 
 Result = dict[str, Any]
 Handler = Callable[[dict[str, Any]], "Result | Awaitable[Result]"]
@@ -159,11 +161,17 @@ class ControlServer:
         commands: dict[str, Command],
         *,
         curve_secret: bytes | None = None,
+        curve_allowed: frozenset[bytes] | None = None,
+        handshake_ms: int = HANDSHAKE_MS,
         keep_events: int = 1000,
     ) -> None:
         self.endpoints = endpoints
         self.commands = commands
         self._curve_secret = curve_secret
+        # Z85 client public keys let in over tcp:// (ZAP); None or empty: nobody.
+        self._curve_allowed = curve_allowed or frozenset()
+        self._handshake_ms = handshake_ms
+        self._auth: Any = None
         self._ctx = zmq.asyncio.Context()
         # PUB sends never block (they drop at the high-water mark), so a plain socket
         # on the same context is simplest for publishing from synchronous code.
@@ -184,13 +192,29 @@ class ControlServer:
     # --- sockets --------------------------------------------------------------------
 
     def _secure(self, sock: zmq.Socket, endpoint: str) -> None:
+        # A peer that connects and never completes the ZMTP handshake is dropped, so
+        # idle connections cannot pile up until the daemon runs out of descriptors.
+        sock.setsockopt(zmq.HANDSHAKE_IVL, self._handshake_ms)
         if not endpoint.startswith("tcp://"):
             return
         if self._curve_secret is None:
             raise UserError(f"{endpoint}: a tcp:// endpoint needs control.curve_secret_key_file")
+        self._start_auth()
         sock.curve_secretkey = self._curve_secret
         sock.curve_publickey = zmq.curve_public(self._curve_secret)
         sock.curve_server = True
+
+    def _start_auth(self) -> None:
+        """ZAP on this context: a CURVE client gets in only with an allow-listed key."""
+        if self._auth is not None:
+            return
+        from zmq.auth.asyncio import AsyncioAuthenticator
+
+        if not self._curve_allowed:
+            log.warning("control: the CURVE allow-list is empty; no remote client can connect")
+        self._auth = AsyncioAuthenticator(self._ctx, log=logging.getLogger(__name__ + ".zap"))
+        self._auth.start()
+        self._auth.configure_curve_callback("*", _AllowList(self._curve_allowed))
 
     def _bind(self, sock: zmq.Socket, endpoint: str) -> None:
         path = protocol.ipc_path(endpoint)
@@ -259,6 +283,8 @@ class ControlServer:
             self._rep.close(linger=REPLY_LINGER_MS)
         if self._pub is not None:
             self._pub.close(0)
+        if self._auth is not None:
+            self._auth.stop()
         for path in (self.endpoints.control_path, self.endpoints.events_path):
             if path is not None:
                 path.unlink(missing_ok=True)
@@ -358,6 +384,19 @@ class ControlServer:
         # Never waits: ROUTER drops a reply it cannot route (peer gone, queue full).
         future = self._rep.send_multipart([*envelope, payload])
         future.add_done_callback(_log_send_failure)
+
+
+class _AllowList:
+    """pyzmq's ZAP credentials provider: is this client's public key listed?"""
+
+    def __init__(self, keys: frozenset[bytes]) -> None:
+        self.keys = keys
+
+    def callback(self, _domain: str, key: bytes) -> bool:
+        allowed = key in self.keys
+        if not allowed:
+            log.warning("control: refused a CURVE client with an unlisted key %s", key.decode())
+        return allowed
 
 
 def _log_send_failure(future: asyncio.Future) -> None:

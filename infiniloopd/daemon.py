@@ -307,10 +307,20 @@ class Daemon:
         for path in (endpoints.control_path, endpoints.events_path):
             if path is not None:
                 paths.ensure_private_dir(path.parent)
-        curve = None
+        curve = allowed = None
         if cfg.control.curve_secret_key_file is not None:
             curve = protocol.read_curve_key(cfg.control.curve_secret_key_file, secret=True)
-        self.control = ControlServer(endpoints, self._commands(), curve_secret=curve)
+        if cfg.control.curve_allowed_keys_dir is not None:
+            allowed = protocol.read_allowed_keys(cfg.control.curve_allowed_keys_dir)
+        elif not endpoints.is_ipc:
+            # $INFINILOOP_ENDPOINT or --endpoint may make it tcp:// after the config check.
+            raise UserError(
+                f"{endpoints.control}: a tcp:// endpoint needs control.curve_allowed_keys_dir "
+                "(the client public keys allowed in)"
+            )
+        self.control = ControlServer(
+            endpoints, self._commands(), curve_secret=curve, curve_allowed=allowed
+        )
 
         out = cfg.output
         output = await asyncio.to_thread(make_output, out)
