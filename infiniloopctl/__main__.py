@@ -17,7 +17,7 @@ from typing import Any
 
 import zmq
 
-from infiniloopd import __version__, protocol
+from infiniloopd import __version__, paths, protocol
 from infiniloopd.errors import UserError
 from infiniloopd.protocol import ProtocolError
 
@@ -77,6 +77,9 @@ class Client:
             raise NotRunning(f"the daemon is not running (no socket at {path}); {START_HINT}")
         if self.discovered and path is not None and protocol.running_pid() is None:
             raise NotRunning(f"the daemon is not running (stale socket {path}); {START_HINT}")
+        if self.discovered and path is not None:
+            # The default place may be a /tmp fallback someone else created first.
+            paths.check_own_socket(path)
 
     def request(self, cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send one request; the result, or ProtocolError for a refusal, NotRunning."""

@@ -20,6 +20,7 @@ import inspect
 import logging
 import math
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -219,8 +220,14 @@ class ControlServer:
     def _bind(self, sock: zmq.Socket, endpoint: str) -> None:
         path = protocol.ipc_path(endpoint)
         if path is not None:
-            # We hold the daemon lock, so a socket file left here is stale.
-            path.unlink(missing_ok=True)
+            # We hold the daemon lock, so a socket left here is stale; anything else at
+            # that path is not ours to delete.
+            try:
+                if not stat.S_ISSOCK(path.lstat().st_mode):
+                    raise UserError(f"{path}: exists and is not a socket; not removing it")
+                path.unlink()
+            except FileNotFoundError:
+                pass
         old_umask = os.umask(0o077)  # the socket file is born 0600, no window
         try:
             sock.bind(endpoint)
@@ -286,8 +293,10 @@ class ControlServer:
         if self._auth is not None:
             self._auth.stop()
         for path in (self.endpoints.control_path, self.endpoints.events_path):
-            if path is not None:
-                path.unlink(missing_ok=True)
+            if path is not None and self._rep is not None:
+                with contextlib.suppress(OSError):
+                    if stat.S_ISSOCK(path.lstat().st_mode):
+                        path.unlink()
         self._ctx.term()
 
     # --- events ---------------------------------------------------------------------

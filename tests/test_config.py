@@ -150,12 +150,22 @@ def test_runtime_dir_fallbacks(monkeypatch, tmp_path):
     assert paths.runtime_dir() in expected
 
 
-def test_private_dir_is_0700_and_tightened(tmp_path):
-    d = paths.ensure_private_dir(tmp_path / "a" / "b")
+def test_private_dir_is_0700_and_others_dirs_are_never_chmodded(tmp_path):
+    old_umask = os.umask(0o022)
+    try:
+        d = paths.ensure_private_dir(tmp_path / "a" / "b")
+    finally:
+        os.umask(old_umask)
     assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    # A directory it did not create keeps its mode: readable by others is the owner's call,
     os.chmod(d, 0o755)
     paths.ensure_private_dir(d)
-    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    assert stat.S_IMODE(d.stat().st_mode) == 0o755
+    # writable by others is refused in one line, and still not changed.
+    os.chmod(d, 0o777)
+    with pytest.raises(paths.UserError, match="writable by others") as info:
+        paths.ensure_private_dir(d)
+    assert "\n" not in str(info.value) and stat.S_IMODE(d.stat().st_mode) == 0o777
 
 
 def test_private_dir_refuses_a_file(tmp_path):
