@@ -157,3 +157,73 @@ def test_a_tcp_endpoint_without_an_allow_list_is_refused_in_one_line(tmp_path):
         "c.yaml: control.endpoint: a tcp:// endpoint needs control.curve_allowed_keys_dir "
         "(the client public keys allowed in), got none"
     )
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_an_oversized_request_is_dropped_without_buffering_it_and_pings_go_on(tmp_path):
+    endpoint = f"ipc://{tmp_path / 'control.sock'}"
+    sender = (
+        "import sys, zmq\n"
+        "ctx = zmq.Context()\n"
+        "s = ctx.socket(zmq.DEALER)\n"
+        "s.connect(sys.argv[1])\n"
+        "big = b'x' * (64 * 1024 * 1024)\n"
+        "for _ in range(3):\n"
+        "    s.send_multipart([b'', big])\n"
+        "s.close(linger=20000)\n"
+        "ctx.term()\n"
+    )
+
+    def body(server):
+        import subprocess
+        import sys
+
+        before = _peak_rss_mb()
+        flood = subprocess.Popen([sys.executable, "-c", sender, endpoint])
+        answered_while_flooding = pings = 0
+        ctx = zmq.Context()
+        try:
+            while flood.poll() is None:
+                s = ctx.socket(zmq.REQ)
+                s.linger = 0
+                s.connect(endpoint)
+                s.send(protocol.encode_request("ping"))
+                pings += 1
+                assert s.poll(5000), "a ping went unanswered during the flood"
+                assert protocol.decode_reply(s.recv()) == {"pong": True}
+                s.close(0)
+                if flood.poll() is None:
+                    answered_while_flooding += 1
+            flood.wait(60)
+        finally:
+            flood.kill()
+            ctx.term()
+        return answered_while_flooding, _peak_rss_mb() - before, server.requests - pings
+
+    answered, grew_mb, others = _serve_ipc(endpoint, body)
+    assert answered >= 1, "no ping was answered while the big requests were arriving"
+    # 192 MB were sent; none of it was kept (MAXMSGSIZE drops the peer at the header).
+    assert grew_mb < 48, f"the server grew by {grew_mb:.0f} MB"
+    assert others == 0, "an oversized request reached the dispatcher"
+
+
+def _serve_ipc(endpoint: str, body):
+    async def main():
+        ep = protocol.Endpoints(endpoint, endpoint.replace("control.sock", "events.sock"))
+        server = ControlServer(ep, {"ping": Command("ping", lambda _a: {"pong": True})})
+        server.start()
+        task = asyncio.create_task(server.serve())
+        try:
+            return await asyncio.to_thread(body, server)
+        finally:
+            server.close()
+            task.cancel()
+
+    return asyncio.run(main())
