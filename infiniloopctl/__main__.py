@@ -17,7 +17,7 @@ from typing import Any
 
 import zmq
 
-from infiniloopd import __version__, protocol
+from infiniloopd import __version__, paths, protocol
 from infiniloopd.errors import UserError
 from infiniloopd.protocol import ProtocolError
 
@@ -58,7 +58,15 @@ class Client:
                 f"{endpoint}: a tcp:// endpoint needs the daemon's CURVE public key in "
                 f"${protocol.SERVER_KEY_ENV} (the 40-character key, or a file holding it)"
             )
-        public, secret = zmq.curve_keypair()
+        client_key = os.environ.get(protocol.CLIENT_KEY_ENV, "")
+        if not client_key:
+            raise UserError(
+                f"{endpoint}: a tcp:// endpoint needs your CURVE secret key file in "
+                f"${protocol.CLIENT_KEY_ENV} (its public key in the daemon's "
+                "control.curve_allowed_keys_dir)"
+            )
+        secret = protocol.read_curve_key(Path(client_key), secret=True)
+        public = zmq.curve_public(secret)
         sock.curve_serverkey = key.encode()
         sock.curve_publickey = public
         sock.curve_secretkey = secret
@@ -69,6 +77,9 @@ class Client:
             raise NotRunning(f"the daemon is not running (no socket at {path}); {START_HINT}")
         if self.discovered and path is not None and protocol.running_pid() is None:
             raise NotRunning(f"the daemon is not running (stale socket {path}); {START_HINT}")
+        if self.discovered and path is not None:
+            # The default place may be a /tmp fallback someone else created first.
+            paths.check_own_socket(path)
 
     def request(self, cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send one request; the result, or ProtocolError for a refusal, NotRunning."""

@@ -303,14 +303,25 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
         cfg = self.cfg
+        await asyncio.to_thread(_sweep_leftovers, cfg)
         endpoints = protocol.resolve_endpoints(self.endpoint_override, cfg.control.endpoint)
         for path in (endpoints.control_path, endpoints.events_path):
             if path is not None:
                 paths.ensure_private_dir(path.parent)
-        curve = None
+        curve = allowed = None
         if cfg.control.curve_secret_key_file is not None:
             curve = protocol.read_curve_key(cfg.control.curve_secret_key_file, secret=True)
-        self.control = ControlServer(endpoints, self._commands(), curve_secret=curve)
+        if cfg.control.curve_allowed_keys_dir is not None:
+            allowed = protocol.read_allowed_keys(cfg.control.curve_allowed_keys_dir)
+        elif not endpoints.is_ipc:
+            # $INFINILOOP_ENDPOINT or --endpoint may make it tcp:// after the config check.
+            raise UserError(
+                f"{endpoints.control}: a tcp:// endpoint needs control.curve_allowed_keys_dir "
+                "(the client public keys allowed in)"
+            )
+        self.control = ControlServer(
+            endpoints, self._commands(), curve_secret=curve, curve_allowed=allowed
+        )
 
         out = cfg.output
         output = await asyncio.to_thread(make_output, out)
@@ -327,7 +338,9 @@ class Daemon:
         self.player.start(retry=out.backend not in ("file",))
 
         try:
-            self.library = Library(cfg.library.dir, cfg.library.max_mb)
+            self.library = Library(
+                cfg.library.dir, cfg.library.max_mb, rate=out.rate, channels=out.channels
+            )
             await asyncio.to_thread(self.library.scan)
             a = cfg.analysis
             self.worker = AnalyzerWorker(
@@ -430,6 +443,7 @@ class Daemon:
         # Fade first (bounded, ≤ 0.5 s), then everything else in silence.
         await asyncio.to_thread(self.player.fade_out, FADE_OUT)
         self._write_state(snapshot)
+        await self.control.drain()  # a `save` in progress finishes and answers
         self.control.close()
         for task in self.tasks:
             task.cancel()
@@ -1025,6 +1039,17 @@ class Daemon:
 # --- helpers ----------------------------------------------------------------------------
 
 
+def _sweep_leftovers(cfg: Config) -> None:
+    """What a crash leaves: our temp files in the music and state dirs, generator helpers."""
+    from infiniloopd.atomic import sweep_temp_files
+    from infiniloopd.generators.base import kill_orphaned_generators
+
+    for directory in (Path(cfg.library.music_dir), paths.state_dir()):
+        for path in sweep_temp_files(directory):
+            log.info("removed %s (left by an interrupted write)", path)
+    kill_orphaned_generators()
+
+
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
 
@@ -1077,6 +1102,8 @@ def write_loop_file(dest: Path, audio: Any, rate: int, meta: dict[str, Any], for
     # A user's music files, not private ones; without --force never replaced, not even
     # by a file that appears while writing.
     opts = {"mode": 0o644, "overwrite": force}
+    # A save that fails leaves nothing behind; only files it created are removed.
+    existed = {path for path in (dest, sidecar) if path.exists()}
     try:
         write_audio_atomic(dest, audio, rate, format=fmt, subtype=subtype, **opts)
         written.append(dest)
@@ -1087,4 +1114,7 @@ def write_loop_file(dest: Path, audio: Any, rate: int, meta: dict[str, Any], for
             path.unlink(missing_ok=True)
         raise ProtocolError(protocol.EXISTS, f"save: {dest} exists (use --force)") from None
     except OSError as exc:
+        for path in written:
+            if path not in existed:
+                path.unlink(missing_ok=True)
         raise ProtocolError(protocol.FAILED, f"save: {dest}: {exc.strerror or exc}") from None

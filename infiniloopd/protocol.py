@@ -34,6 +34,8 @@ EVENTS_SOCKET = "events.sock"
 LOCK_FILE = "daemon.lock"
 ENDPOINT_ENV = "INFINILOOP_ENDPOINT"
 SERVER_KEY_ENV = "INFINILOOP_SERVER_KEY"
+# The client's own CURVE secret key file; its public key must be in the daemon's allow-list.
+CLIENT_KEY_ENV = "INFINILOOP_CLIENT_KEY"
 
 # Error codes in replies. The client maps all of them to exit status 1.
 BAD_REQUEST = "bad_request"  # not JSON, not an object, wrong frames, wrong version
@@ -285,11 +287,23 @@ def running_pid() -> int | None:
 
 
 def read_curve_key(path: Path, *, secret: bool) -> bytes:
-    """A Z85 CURVE key from a file: the key alone, or a zmq certificate file."""
+    """A Z85 CURVE key from a file: the key alone, or a zmq certificate file.
+
+    A secret key that others may read is refused: whoever reads it can pose as the daemon.
+    """
     try:
+        st = path.stat()
+        if secret and st.st_mode & 0o077:
+            raise UserError(
+                f"{path}: CURVE secret key readable by others (mode {st.st_mode & 0o777:o}); "
+                f"run chmod 600 {path}"
+            )
+        if st.st_size > 4096:
+            raise UserError(f"{path}: not a CURVE key file (over 4 KB)")
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read CURVE key: {exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UserError(f"{path}: cannot read CURVE key: {reason}") from None
     wanted = "secret-key" if secret else "public-key"
     for line in text.splitlines():
         line = line.strip()
@@ -303,3 +317,21 @@ def read_curve_key(path: Path, *, secret: bool) -> bytes:
         if len(line) == 40:
             return line.encode("ascii")
     raise UserError(f"{path}: expected a 40-character Z85 CURVE {wanted}")
+
+
+def read_allowed_keys(directory: Path) -> frozenset[bytes]:
+    """The client public keys in an allow-list directory (one key or certificate per file).
+
+    Files named *.key_secret (zmq.auth's secret halves) and dot-files are skipped.
+    """
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        raise UserError(f"{directory}: cannot read the CURVE allow-list: {exc.strerror}") from None
+    keys = set()
+    for name in names:
+        path = directory / name
+        if name.startswith(".") or name.endswith("_secret") or not path.is_file():
+            continue
+        keys.add(read_curve_key(path, secret=False))
+    return frozenset(keys)
