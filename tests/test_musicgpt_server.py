@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from infiniloopd.config import ConfigError, GeneratorConfig, parse_config
 from infiniloopd.generators import GeneratorError, make_generator
 from infiniloopd.generators.musicgpt_server import MusicGPTServerGenerator, files_url
 from tests import fake_musicgpt_server as fake
+from tests.daemon_proc import Daemon, base_config, rms
 
 
 @pytest.fixture
@@ -314,3 +316,42 @@ def test_files_url():
     assert files_url("wss://h/mg/ws", "audios/x.wav") == "https://h/mg/files/audios/x.wav"
     with pytest.raises(Exception, match="not a plain relative path"):
         files_url("ws://h/ws", "../etc/passwd")
+
+
+# --- the daemon ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_daemon_plays_clips_from_the_server_and_status_lists_servers(servers, tmp_path):
+    s = servers("--model", "MusicGen Small", "--device", "Cuda", "--gen-seconds", "0.5")
+    dead = f"ws://127.0.0.1:{fake.free_port()}/ws"
+    (tmp_path / "d").mkdir()
+    cfg = base_config(tmp_path / "d" / "out.wav")
+    cfg["generator"] = {
+        "backend": "musicgpt-server",
+        "servers": [dead, s.url],
+        "seconds": 6,
+        "prefetch": 1,
+        "timeout": 30,
+    }
+    d = Daemon(tmp_path / "d", cfg)
+    try:
+        d.start()  # an empty library: the first loop must come from the stand-in
+        st = d.wait_status(lambda st: st["stats"], 30, "a generated clip in the stats")
+        assert list(st["stats"]) == ["musicgpt-server/MusicGen Small"]
+        by_url = {srv["url"]: srv for srv in st["generator"]["servers"]}
+        assert by_url[s.url]["ok"] >= 1 and by_url[s.url]["device"] == "Cuda"
+        assert by_url[dead]["failures"] >= 1 and by_url[dead]["ok"] == 0
+        verbose = d.ok("status", "-v")
+        assert "generator:  musicgpt-server (model MusicGen Small, 6 s clips)" in verbose
+        lines = [line for line in verbose.splitlines() if line.startswith("server:")]
+        assert len(lines) == 2
+        assert f"{s.url}  MusicGen Small on Cuda  connected" in verbose
+        assert f"{dead}  not seen yet" in verbose and "cannot connect" in verbose
+        # Every request the daemon sent carried an integer secs.
+        assert [r["secs"] for r in requests(s)] == [6] * len(requests(s))
+        # What played is the stand-in's music: sound, not silence.
+        time.sleep(1.0)
+        assert rms(d.samples()[-48000:]) > 0.01
+    finally:
+        d.close()
