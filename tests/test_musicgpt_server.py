@@ -198,6 +198,35 @@ def test_a_silent_server_is_given_up_and_the_next_one_used(servers, tmp_path):
     assert "silent" in g.servers[0]["last_error"]
 
 
+def test_a_request_the_server_drops_on_an_abort_is_not_awaited_forever(servers, tmp_path):
+    # The real queue, when its running job is aborted, also drops the job behind it
+    # and never answers for it: the generator must notice the silence and give up.
+    s = servers("--gen-seconds", "20", "--steps", "200")
+    g = make([s.url], timeout=60.0)
+    g.silence_limit = 1.5
+
+    async def scenario() -> str:
+        first = asyncio.create_task(one(g, tmp_path / "a.wav", prompt="first"))
+        while not requests(s):
+            await asyncio.sleep(0.05)
+        second = asyncio.create_task(one(g, tmp_path / "b.wav", prompt="second"))
+        while len(requests(s)) < 2:
+            await asyncio.sleep(0.05)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        with pytest.raises(GeneratorError) as info:
+            await second
+        return str(info.value)
+
+    msg = run(scenario())
+    sent = requests(s)
+    assert [r["prompt"] for r in sent] == ["first", "second"]
+    # The first aborted by the cancel; the second too when given up (in case it waits).
+    assert [a["id"] for a in requests(s, "AbortGeneration")] == [r["id"] for r in sent]
+    assert "silent" in msg and s.url in msg
+
+
 def test_server_not_there(tmp_path):
     url = f"ws://127.0.0.1:{fake.free_port()}/ws"
     g = make([url])
