@@ -143,6 +143,27 @@ def status_line(st: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
+def server_line(srv: dict[str, Any]) -> str:
+    """One MusicGPT server of the musicgpt-server backend, for status -v."""
+    state = "connected" if srv.get("connected") else "not connected"
+    if srv.get("retry_in"):
+        state = f"resting {fmt_num(srv['retry_in'], 's')}"
+    known = f"{srv.get('model')} on {srv.get('device')}" if srv.get("model") else "not seen yet"
+    rtf = srv.get("realtime_factor")
+    speed = (
+        f", mean {fmt_num(srv.get('mean_seconds'), 's')}, {fmt_num(rtf)}x realtime"
+        if rtf is not None
+        else ""
+    )
+    line = (
+        f"server:     {srv.get('url')}  {known}  {state}, {srv.get('busy', 0)} busy, "
+        f"{srv.get('sent', 0)} sent, {srv.get('failures', 0)} failed{speed}"
+    )
+    if srv.get("last_error"):
+        line += f"  (last: {srv['last_error']})"
+    return line
+
+
 def status_verbose(st: dict[str, Any]) -> str:
     lines = [status_line(st)]
     preset = f"  (preset {st['preset']})" if st.get("preset") else ""
@@ -165,9 +186,12 @@ def status_verbose(st: dict[str, Any]) -> str:
         "musicgpt": f"model {uses or gen.get('model')}, ",
         "synth": f"soundfont {uses}, " if uses else "",
         "command": f"{uses}, " if uses else "",
+        "musicgpt-server": f"model {uses}, " if uses else "",
     }.get(gen.get("backend"), "")
     clips = f"{fmt_num(gen.get('seconds'), 's')} clips"
     lines.append(f"generator:  {gen.get('backend')} ({what}{clips})  {doing}")
+    for srv in gen.get("servers") or []:
+        lines.append(server_line(srv))
     for model, s in sorted((st.get("stats") or {}).items()):
         lines.append(
             f"stats:      {model}: {s.get('clips', 0)} clips, mean "

@@ -137,6 +137,36 @@ class Argv(Kind):
         return list(value)
 
 
+# --- musicgpt-server: the MusicGPT servers to use (kept as one block) ------------------
+
+
+@dataclass(frozen=True)
+class ServerUrls(Kind):
+    """A non-empty list of ws:// or wss:// URLs of MusicGPT servers' /ws endpoints."""
+
+    def convert(self, value: Any) -> Any:
+        from urllib.parse import urlsplit
+
+        if not isinstance(value, list) or not 1 <= len(value) <= 32:
+            raise _Bad(self.expected)
+        urls = []
+        for url in value:
+            if not isinstance(url, str) or len(url) > 2048 or any(c.isspace() for c in url):
+                raise _Bad(self.expected)
+            try:
+                parts = urlsplit(url)
+                port = parts.port  # raises ValueError on a bad port
+            except ValueError:
+                raise _Bad(self.expected) from None
+            if parts.scheme not in ("ws", "wss") or not parts.hostname or parts.fragment:
+                raise _Bad(self.expected)
+            del port
+            if url in urls:
+                raise _Bad(self.expected)
+            urls.append(url)
+        return urls
+
+
 def _k(default: Any, kind: Kind, doc: str = "") -> Any:
     """A config field: its default, its kind, and a short description."""
     if isinstance(default, list):
@@ -146,7 +176,7 @@ def _k(default: Any, kind: Kind, doc: str = "") -> Any:
 
 # --- the schema -------------------------------------------------------------------------
 
-GENERATOR_BACKENDS = ("synth", "musicgpt", "command")
+GENERATOR_BACKENDS = ("synth", "musicgpt", "musicgpt-server", "command")
 MUSICGPT_MODELS = (
     "small",
     "small-fp16",
@@ -166,7 +196,8 @@ DEFAULT_PROMPT = "calm ambient pads with soft piano"
 @dataclass
 class GeneratorConfig:
     backend: str = _k(
-        "synth", Choice("one of synth, musicgpt, command", choices=GENERATOR_BACKENDS)
+        "synth",
+        Choice("one of " + ", ".join(GENERATOR_BACKENDS), choices=GENERATOR_BACKENDS),
     )
     seconds: float = _k(20.0, Number("seconds between 5 and 30", lo=5, hi=30))
     model: str = _k(
@@ -186,6 +217,11 @@ class GeneratorConfig:
     timeout: float = _k(900.0, Number("seconds between 10 and 86400", lo=10, hi=86400))
     nice: int = _k(10, Number("an integer between 0 and 19", lo=0, hi=19, integer=True))
     idle_priority: bool = _k(True, Flag("true or false"))
+    # musicgpt-server: where the MusicGPT servers are (their WebSocket endpoints).
+    servers: list[str] | None = _k(
+        None,
+        ServerUrls('a list of distinct ws:// or wss:// URLs, e.g. ["ws://gpu-box:8642/ws"]', True),
+    )
 
 
 @dataclass
@@ -337,6 +373,11 @@ def _cross_check(cfg: Config) -> list[tuple[str, str]]:
                 "output.path",
                 "output.path: expected a WAV file path when output.backend is file, got null",
             )
+        )
+    if cfg.generator.backend == "musicgpt-server" and not cfg.generator.servers:
+        raise ConfigError(
+            f"{where}: generator.servers: expected a list of MusicGPT server URLs when "
+            'generator.backend is musicgpt-server, e.g. ["ws://gpu-box:8642/ws"], got null'
         )
     a = cfg.analysis
     if a.max_loop is not None and a.max_loop < a.min_loop:

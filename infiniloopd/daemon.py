@@ -728,6 +728,7 @@ class Daemon:
                 "model": gen.model,  # the MusicGPT model setting
                 "seconds": gen.seconds,
                 "uses": ps.get("uses"),
+                "servers": ps.get("servers"),
             },
             "failures": ps.get("failures", 0),
             "consecutive_failures": ps.get("consecutive_failures", 0),
