@@ -217,6 +217,14 @@ def status_verbose(st: dict[str, Any]) -> str:
         f"output:     {st.get('output')} ({ok}, {st.get('xruns', 0)} xruns, "
         f"{st.get('stalls', 0)} stalls)"
     )
+    outputs = st.get("outputs") or []
+    if len(outputs) > 1:  # several at once: each with its own state
+        for o in outputs:
+            error = f": {o['error']}" if o.get("error") else ""
+            lines.append(
+                f"  - {o.get('description')} ({o.get('state')}{error}, "
+                f"{o.get('underruns', 0)} underruns)"
+            )
     lines.append(
         f"daemon:     pid {st.get('pid')}, worker pid {st.get('worker_pid')}, "
         f"up {fmt_time(st.get('uptime'))}, config {st.get('config')}"

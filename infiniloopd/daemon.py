@@ -28,6 +28,7 @@ from infiniloopd.atomic import write_audio_atomic, write_json_atomic
 from infiniloopd.config import Config, ConfigError, load_config, parse_config
 from infiniloopd.control import Arg, Command, ControlServer
 from infiniloopd.errors import UserError
+from infiniloopd.outputs import output_states, set_output_metadata
 from infiniloopd.protocol import ProtocolError
 from infiniloopd.state import HISTORY_MAX, State, load_state, save_state
 
@@ -170,6 +171,7 @@ class Daemon:
         self.tasks: list[asyncio.Task] = []
         self.mode = "playing"  # the user's intent: playing | paused | stopped
         self.current: tuple[Any, Any] | None = None  # (LoopEntry, audio)
+        self.output: Any = None  # what the player writes to (one output, or a fan-out)
         self.loops_played = 0
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_MAX)
         self.entries_by_id: dict[str, Any] = {}
@@ -295,7 +297,7 @@ class Daemon:
 
     async def run(self) -> int:
         from infiniloopd.library import Library
-        from infiniloopd.outputs import make_output
+        from infiniloopd.outputs import build_output
         from infiniloopd.player.engine import Player
         from infiniloopd.producer import Producer
         from infiniloopd.worker import AnalyzerWorker
@@ -324,7 +326,7 @@ class Daemon:
         )
 
         out = cfg.output
-        output = await asyncio.to_thread(make_output, out)
+        output = self.output = await asyncio.to_thread(build_output, cfg)
         self.player = Player(
             output,
             rate=out.rate,
@@ -487,6 +489,7 @@ class Daemon:
         entry, audio = self.current
         self.player.play_loop(entry.id, audio, crossfade)
         self.skip_pending = False
+        set_output_metadata(self.output, entry.prompt)  # HTTP listeners see the prompt
         self.loops_played += 1
         self.history.appendleft(
             {
@@ -590,7 +593,7 @@ class Daemon:
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the config; apply it all without a gap, or keep the old one entirely."""
-        from infiniloopd.outputs import make_output
+        from infiniloopd.outputs import build_output
 
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
         old = self.cfg
@@ -607,11 +610,11 @@ class Daemon:
                 if getattr(new, name) != getattr(old, name)
             ]
             output = None
-            if new.output != old.output:
+            if new.output != old.output or new.outputs != old.outputs:
                 if (new.output.rate, new.output.channels) != (old.output.rate, old.output.channels):
                     log.warning("output.rate and output.channels take effect after a restart")
                 try:
-                    output = await asyncio.to_thread(make_output, new.output)
+                    output = await asyncio.to_thread(build_output, new)
                 except UserError as exc:
                     log.error("%s", exc)
                     self.emit("error", {"message": str(exc)})
@@ -620,6 +623,9 @@ class Daemon:
             self.cfg = new
             if output is not None:
                 self.player.replace_output(output)
+                self.output = output
+                if self.current is not None:
+                    set_output_metadata(output, self.current[0].prompt)
             logging.getLogger().setLevel(new.log_level.upper())
             s = self.settings
             for key in ("crossfade", "min_play", "volume"):
@@ -740,6 +746,7 @@ class Daemon:
             "output_ok": st.output_ok,
             "xruns": st.xruns,
             "stalls": st.stalls,
+            "outputs": output_states(self.output, st),
             "uptime": time.monotonic() - self.started,
             "pid": os.getpid(),
             "worker_pid": getattr(self.worker, "pid", None),
