@@ -17,7 +17,7 @@ from typing import Any
 
 import zmq
 
-from infiniloopd import __version__, protocol
+from infiniloopd import __version__, paths, protocol
 from infiniloopd.errors import UserError
 from infiniloopd.protocol import ProtocolError
 
@@ -58,7 +58,15 @@ class Client:
                 f"{endpoint}: a tcp:// endpoint needs the daemon's CURVE public key in "
                 f"${protocol.SERVER_KEY_ENV} (the 40-character key, or a file holding it)"
             )
-        public, secret = zmq.curve_keypair()
+        client_key = os.environ.get(protocol.CLIENT_KEY_ENV, "")
+        if not client_key:
+            raise UserError(
+                f"{endpoint}: a tcp:// endpoint needs your CURVE secret key file in "
+                f"${protocol.CLIENT_KEY_ENV} (its public key in the daemon's "
+                "control.curve_allowed_keys_dir)"
+            )
+        secret = protocol.read_curve_key(Path(client_key), secret=True)
+        public = zmq.curve_public(secret)
         sock.curve_serverkey = key.encode()
         sock.curve_publickey = public
         sock.curve_secretkey = secret
@@ -69,6 +77,9 @@ class Client:
             raise NotRunning(f"the daemon is not running (no socket at {path}); {START_HINT}")
         if self.discovered and path is not None and protocol.running_pid() is None:
             raise NotRunning(f"the daemon is not running (stale socket {path}); {START_HINT}")
+        if self.discovered and path is not None:
+            # The default place may be a /tmp fallback someone else created first.
+            paths.check_own_socket(path)
 
     def request(self, cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send one request; the result, or ProtocolError for a refusal, NotRunning."""
@@ -124,10 +135,33 @@ def status_line(st: dict[str, Any]) -> str:
         pct = f" {progress * 100:.0f}%" if isinstance(progress, (int, float)) else ""
         parts.append(f"generating{pct}")
     parts.append(f"queue {queue}")
+    if st.get("skip_pending"):
+        parts.append("next pending")
     if st.get("consecutive_failures"):
         parts.append(f"failing x{st['consecutive_failures']}")
     parts.append(json.dumps(st.get("prompt", ""), ensure_ascii=False))
     return "  ".join(parts)
+
+
+def server_line(srv: dict[str, Any]) -> str:
+    """One MusicGPT server of the musicgpt-server backend, for status -v."""
+    state = "connected" if srv.get("connected") else "not connected"
+    if srv.get("retry_in"):
+        state = f"resting {fmt_num(srv['retry_in'], 's')}"
+    known = f"{srv.get('model')} on {srv.get('device')}" if srv.get("model") else "not seen yet"
+    rtf = srv.get("realtime_factor")
+    speed = (
+        f", mean {fmt_num(srv.get('mean_seconds'), 's')}, {fmt_num(rtf)}x realtime"
+        if rtf is not None
+        else ""
+    )
+    line = (
+        f"server:     {srv.get('url')}  {known}  {state}, {srv.get('busy', 0)} busy, "
+        f"{srv.get('sent', 0)} sent, {srv.get('failures', 0)} failed{speed}"
+    )
+    if srv.get("last_error"):
+        line += f"  (last: {srv['last_error']})"
+    return line
 
 
 def status_verbose(st: dict[str, Any]) -> str:
@@ -152,9 +186,12 @@ def status_verbose(st: dict[str, Any]) -> str:
         "musicgpt": f"model {uses or gen.get('model')}, ",
         "synth": f"soundfont {uses}, " if uses else "",
         "command": f"{uses}, " if uses else "",
+        "musicgpt-server": f"model {uses}, " if uses else "",
     }.get(gen.get("backend"), "")
     clips = f"{fmt_num(gen.get('seconds'), 's')} clips"
     lines.append(f"generator:  {gen.get('backend')} ({what}{clips})  {doing}")
+    for srv in gen.get("servers") or []:
+        lines.append(server_line(srv))
     for model, s in sorted((st.get("stats") or {}).items()):
         lines.append(
             f"stats:      {model}: {s.get('clips', 0)} clips, mean "
@@ -206,6 +243,8 @@ def render(cmd: str, result: dict[str, Any], args: argparse.Namespace) -> str | 
     """Human output for a command's result (None prints nothing)."""
     if cmd == "status":
         return status_verbose(result) if args.verbose else status_line(result)
+    if cmd == "next" and result.get("pending"):
+        return result.get("message") or "next: as soon as the next loop is ready"
     if cmd in ("play", "pause", "toggle", "stop", "next"):
         return status_line(result["status"]) if "status" in result else None
     if cmd == "prompt":
