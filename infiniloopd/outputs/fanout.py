@@ -130,11 +130,15 @@ class _Worker:
     # --- the output's thread -----------------------------------------------------
 
     def _run(self) -> None:
+        tail: list[np.ndarray] = []
         while True:
             with self.cond:
                 while not self.queue and not self.closing:
                     self.cond.wait(0.5)
                 if self.closing:
+                    # The end of a fade-out may still wait here: play it, not a cut.
+                    tail = list(self.queue)[:PACE_DEPTH] if self.opened else []
+                    self.queue.clear()
                     break
                 if not self.opened:
                     # Audio queued while the output was down is stale: drop it.
@@ -147,6 +151,10 @@ class _Worker:
             if block is None:
                 self._reopen_when_due()
                 continue
+            self._write(block)
+        for block in tail:
+            if not self.opened:
+                break
             self._write(block)
         self._close()
 
