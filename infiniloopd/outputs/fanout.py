@@ -47,7 +47,7 @@ class OutputState:
     name: str
     description: str
     state: str  # "ok" | "starting" | "failed" | "stalled"
-    underruns: int  # blocks dropped for it, device xruns and stalls
+    underruns: int  # runs of blocks dropped for it, its device's xruns and stalls
     error: str | None
 
 
@@ -64,8 +64,9 @@ class _Worker:
         self.opened = False
         self.failed = False
         self.error: str | None = None
-        self.drops = 0
-        self.stalls = 0
+        self.drops = 0  # runs of blocks dropped because it fell a whole queue behind
+        self._dropping = False
+        self.stalls = 0  # times its device ran dry inside a write
         self.written_frames = 0
         self.in_write_since: float | None = None
         self.closing = False
@@ -83,9 +84,11 @@ class _Worker:
         """Queue `block` unless the queue is full (then it is dropped and counted)."""
         with self.cond:
             if len(self.queue) >= self.capacity:
-                if self.opened:  # while it is down, nothing is owed to it
-                    self.drops += 1
+                if self.opened and not self._dropping:  # while down, nothing is owed to it
+                    self.drops += 1  # counted once per run of dropped blocks
+                self._dropping = True
                 return False
+            self._dropping = False
             self.queue.append(block)
             self.cond.notify()
             return True
@@ -196,8 +199,7 @@ class _Worker:
         discard = getattr(self.output, "discard", None)
         if discard is not None:
             discard()
-        with self.cond:
-            self.drops += len(self.queue)
+        with self.cond:  # counted in stalls: one event, however many blocks went stale
             self.queue.clear()
             self.cond.notify_all()
         # A server that ran dry skips the start of what comes next: pad with silence.
