@@ -15,6 +15,7 @@ import base64
 import collections
 import hmac
 import http.server
+import itertools
 import logging
 import socket
 import threading
@@ -216,7 +217,7 @@ class _Channel:
             if self.units and self.units[0].seq > seq:
                 return None
             first = self.units[0].seq if self.units else seq
-            return list(self.units)[max(0, seq - first) :]
+            return list(itertools.islice(self.units, max(0, seq - first), None))
 
     def close(self) -> None:
         with self.cond:
