@@ -19,7 +19,12 @@ import pytest
 from scipy import signal
 
 from infiniloopd.outputs.base import OutputError
-from infiniloopd.outputs.snapcast import PENDING_SECONDS, SnapcastOutput, parse_sample_format
+from infiniloopd.outputs.snapcast import (
+    LEAD_SECONDS,
+    PENDING_SECONDS,
+    SnapcastOutput,
+    parse_sample_format,
+)
 from infiniloopd.player import Player
 from tests.audio_checks import silent_blocks, tone_level, tone_loop
 from tests.audio_servers import RATE, _stop_process
@@ -55,34 +60,63 @@ def playing(out: SnapcastOutput):
         player.close()
 
 
+def snapclient_problems(pipe_server, out_file) -> list[str]:
+    """What is wrong with the tone snapclient wrote to `out_file` (nothing: [])."""
+    pcm = np.frombuffer(out_file.read_bytes(), dtype="<i2").reshape(-1, 2) / 32768.0
+    loud = np.flatnonzero(np.abs(pcm[:, 0]) > 1e-3)
+    if not loud.size:
+        return ["snapclient played only silence"]
+    body = pcm[loud[0] + RATE // 2 : loud[-1]]
+    if body.shape[0] < 3 * RATE:
+        return [f"only {body.shape[0] / RATE:.1f} s reached snapclient"]
+    problems = []
+    gaps = silent_blocks(body)
+    if gaps.size:
+        problems.append(f"{gaps.size} silent 5 ms blocks from {gaps[0] * 0.005:.2f} s")
+    level = tone_level(body[: 3 * RATE, 0], FREQ)
+    if abs(level - LEVEL) >= 0.02:
+        problems.append(f"tone level {level:.3f}, expected {LEVEL}")
+    b, a = signal.iirnotch(FREQ, 5.0, RATE)
+    rest = np.abs(signal.filtfilt(b, a, body[:, 0])[RATE // 10 : -RATE // 10])
+    if rest.max() >= 0.1 * LEVEL:
+        problems.append(f"a click of {rest.max():.3f} at {np.argmax(rest) / RATE:.2f} s")
+    if problems:
+        notes = [ln for ln in pipe_server.log().splitlines() if "next read" in ln or "esync" in ln]
+        problems.append(f"snapserver: {notes[-3:]}")
+    return problems
+
+
 @need_snapserver
 def test_pipe_source_plays_and_a_snapclient_hears_it_continuously(pipe_server, tmp_path):
     if not shutil.which("snapclient"):
         pytest.skip("needs snapclient (Debian)")
-    out_file = tmp_path / "client.raw"
-    with playing(SnapcastOutput(str(pipe_server.fifo))) as player:
-        assert pipe_server.wait_status("playing") == "playing", pipe_server.log()
-        client = subprocess.Popen(
-            ["snapclient", "-h", "127.0.0.1", "-p", str(pipe_server.stream_port),
-             "--hostID", "infiniloop-test", "--player", f"file:filename={out_file}",
-             "--logsink", "null"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        try:
-            time.sleep(8.0)
-        finally:
-            _stop_process(client)
-        assert player.status().output_ok
-    pcm = np.frombuffer(out_file.read_bytes(), dtype="<i2").reshape(-1, 2) / 32768.0
-    loud = np.flatnonzero(np.abs(pcm[:, 0]) > 1e-3)
-    assert loud.size, "snapclient played only silence"
-    body = pcm[loud[0] + RATE // 2 : loud[-1]]
-    assert body.shape[0] > 3 * RATE, f"only {body.shape[0] / RATE:.1f} s reached snapclient"
-    assert silent_blocks(body).size == 0, "a gap in what snapclient played"
-    assert abs(tone_level(body[: 3 * RATE, 0], FREQ) - LEVEL) < 0.02
-    b, a = signal.iirnotch(FREQ, 5.0, RATE)
-    rest = signal.filtfilt(b, a, body[:, 0])[RATE // 10 : -RATE // 10]
-    assert np.abs(rest).max() < 0.1 * LEVEL, "a click in what snapclient played"
+    # On this loaded 2-core VM snapserver now and then reads late and resyncs (it logs
+    # it), and snapclient too (a short gap or a jump). Such a run gets one fresh try; a
+    # fault of ours (a gap, a click, audio we drop) shows in both.
+    attempts = []
+    for attempt in range(2):
+        out_file = tmp_path / f"client{attempt}.raw"
+        with playing(SnapcastOutput(str(pipe_server.fifo))) as player:
+            assert pipe_server.wait_status("playing") == "playing", pipe_server.log()
+            client = subprocess.Popen(
+                ["snapclient", "-h", "127.0.0.1", "-p", str(pipe_server.stream_port),
+                 "--hostID", "infiniloop-test", "--player", f"file:filename={out_file}",
+                 "--logsink", "null"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+            try:
+                time.sleep(8.0)
+            finally:
+                _stop_process(client)
+            status = player.status()
+        assert status.output_ok
+        problems = snapclient_problems(pipe_server, out_file)
+        if status.xruns:  # snapserver fell 0.3 s behind (it logs why) and we caught up
+            problems.append(f"we dropped audio {status.xruns} times")
+        attempts.append(problems)
+        if not attempts[-1]:
+            break
+    assert not attempts[-1], f"what snapclient played, in each attempt: {attempts}"
 
 
 @need_snapserver
@@ -148,7 +182,10 @@ def test_sample_formats_convert_exactly(tmp_path):
         out.open(RATE, 2)
         block = np.array([[0.5, -0.25], [1.0, -1.0]], dtype=np.float32)
         out.write(block)
-        got = np.frombuffer(os.read(reader, 4096), dtype="<i4").reshape(-1, 2)
+        data = os.read(reader, 1 << 20)  # the lead of silence, then the block
+        lead = int(LEAD_SECONDS * RATE) * 8
+        assert len(data) == lead + 16 and not any(data[:lead])
+        got = np.frombuffer(data[lead:], dtype="<i4").reshape(-1, 2)
         out.close()
     finally:
         os.close(reader)

@@ -32,9 +32,13 @@ from infiniloopd.outputs.pacing import Pacer
 
 log = logging.getLogger(__name__)
 
-# Audio allowed to wait for snapserver to read before the oldest is dropped: this
-# much extra delay at most, and enough to ride out a busy moment on either side.
-PENDING_SECONDS = 0.25
+# snapserver reads its source on its own clock, one chunk every 20 ms, and plays
+# silence for whatever is not there yet: so we keep this much audio written ahead
+# (silence at first), and a late write on a busy machine is not a gap.
+LEAD_SECONDS = 0.2
+# Audio allowed to wait for snapserver before the oldest is dropped (back to the
+# lead): the most extra delay a snapserver that paused can leave behind.
+PENDING_SECONDS = 0.5
 
 
 def parse_sample_format(text: str) -> tuple[int, int, int]:
@@ -69,6 +73,7 @@ class SnapcastOutput:
         self._sock: socket.socket | None = None
         self._pending = bytearray()
         self._max_pending = 0
+        self._lead = 0
         self._frame_bytes = 0
         self._pacer: Pacer | None = None
 
@@ -95,6 +100,9 @@ class SnapcastOutput:
             self._open_tcp()
         else:
             self._open_pipe()
+        self._lead = int(LEAD_SECONDS * self.rate) * self._frame_bytes
+        self._pending = bytearray(self._lead)  # the lead, as silence
+        self._flush()
         self._pacer = Pacer(rate) if self.pace else None
 
     def _open_pipe(self) -> None:
@@ -108,6 +116,10 @@ class SnapcastOutput:
             # never wait for it to read.
             self._rfd = os.open(self.target, os.O_RDONLY | os.O_NONBLOCK)
             self._fd = os.open(self.target, os.O_WRONLY | os.O_NONBLOCK)
+            try:  # room for PENDING_SECONDS (a pipe holds 64 KB, 0.34 s, by default)
+                fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, 2 * self._max_pending)
+            except OSError as exc:  # above /proc/sys/fs/pipe-max-size: keep the default
+                log.debug("snapcast: cannot enlarge the pipe: %s", exc)
         except FileNotFoundError:
             self.close()
             raise OutputError(
@@ -164,12 +176,12 @@ class SnapcastOutput:
             self._pacer.wait(int(frames.shape[0]))
 
     def _drop_stale(self) -> None:
-        """Read back (drop) what snapserver left in the pipe beyond PENDING_SECONDS."""
+        """Past PENDING_SECONDS in the pipe, read back (drop) the oldest, down to the lead."""
         assert self._rfd is not None
         queued = struct.unpack("i", fcntl.ioctl(self._rfd, termios.FIONREAD, b"\0\0\0\0"))[0]
-        excess = queued - self._max_pending
-        if excess <= 0:
+        if queued <= self._max_pending:
             return
+        excess = queued - self._lead
         excess -= excess % self._frame_bytes  # whole frames, so channels stay in place
         try:
             while excess > 0:
