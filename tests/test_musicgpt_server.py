@@ -21,6 +21,7 @@ from infiniloopd.generators import GeneratorError, make_generator
 from infiniloopd.generators.musicgpt_server import MusicGPTServerGenerator, files_url
 from tests import fake_musicgpt_server as fake
 from tests.daemon_proc import Daemon, base_config, rms
+from tests.faults.conftest import assert_no_gap, events
 
 
 @pytest.fixture
@@ -382,5 +383,47 @@ def test_daemon_plays_clips_from_the_server_and_status_lists_servers(servers, tm
         # What played is the stand-in's music: sound, not silence.
         time.sleep(1.0)
         assert rms(d.samples()[-48000:]) > 0.01
+    finally:
+        d.close()
+
+
+@pytest.mark.slow
+def test_daemon_plays_on_while_the_server_is_gone_and_uses_it_again(servers, tmp_path):
+    s = servers("--gen-seconds", "0.5")
+    (tmp_path / "d").mkdir()
+    cfg = base_config(tmp_path / "d" / "out.wav")
+    cfg["generator"] = {
+        "backend": "musicgpt-server",
+        "servers": [s.url],
+        "seconds": 6,
+        "prefetch": 1,
+        "timeout": 30,
+    }
+    cfg["playback"]["min_play"] = 60  # hold the first loop through the outage
+    d = Daemon(tmp_path / "d", cfg)
+    try:
+        d.start()
+        s.stop()  # the GPU machine goes away; the daemon's connection drops
+        frame0 = d.frames()
+        d.ok("prompt", "after the server went away")
+        st = d.wait_status(lambda st: st["consecutive_failures"] >= 2, 30, "two failed generations")
+        assert s.url in st["last_error"]
+        (srv,) = st["generator"]["servers"]
+        assert srv["connected"] is False and srv["failures"] >= 2
+        # The loop played on through every failure, without a gap.
+        assert_no_gap(d.samples()[frame0:], "while the server was gone")
+        # The server comes back on the same port: the next clip is made there again.
+        again = fake.start(tmp_path / "again", "--port", str(s.port))
+        try:
+            mark = d.status()["last_seq"]
+            d.ok("prompt", "the server is back")
+            deadline = time.monotonic() + 60
+            while not events(d, mark, "loop_ready"):
+                assert time.monotonic() < deadline, d.log()[-3000:]
+                time.sleep(0.2)
+            # (a retry of the previous prompt may have reached it just before)
+            assert requests(again)[-1]["prompt"] == "the server is back"
+        finally:
+            again.stop()
     finally:
         d.close()

@@ -384,17 +384,18 @@ class MusicGPTServerGenerator:
         except InvalidHandshake as exc:
             raise ServerFailure(f"refused the WebSocket: {exc}") from None
         except (OSError, WebSocketException) as exc:
-            raise ServerFailure(f"cannot connect: {exc.strerror or exc}") from None
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise ServerFailure(f"cannot connect: {reason}") from None
         try:
             greeting = None
             while greeting is None:
                 raw = await conn.recv()
                 greeting = self._greeting(raw)
-        except WebSocketException as exc:
-            await conn.close()
-            raise ServerFailure(f"closed before its greeting: {exc}") from None
-        except BaseException:
-            await asyncio.shield(conn.close())
+        except BaseException as exc:
+            # No closing handshake with a server that failed us: it may never answer.
+            conn.transport.abort()
+            if isinstance(exc, WebSocketException):
+                raise ServerFailure(f"closed before its greeting: {exc}") from None
             raise
         server.protocol, server.model, server.device = greeting
         server.conn = conn
