@@ -350,7 +350,7 @@ class MusicGPTServerGenerator:
         try:
             await asyncio.wait_for(self._open(server), timeout)
         except TimeoutError:
-            failure = ServerFailure(f"no greeting within {timeout:g} s")
+            failure = ServerFailure(f"no answer within {timeout:g} s of connecting")
             server.connecting.set_exception(failure)
             raise failure from None
         except ServerFailure as exc:
@@ -397,19 +397,22 @@ class MusicGPTServerGenerator:
             if isinstance(exc, WebSocketException):
                 raise ServerFailure(f"closed before its greeting: {exc}") from None
             raise
+        before = (server.model, server.device)
         server.protocol, server.model, server.device = greeting
         server.conn = conn
         server.last_heard = server.last_used = time.monotonic()
         server.foreign.clear()
+        # Said once per server (and when it changes), not at every reconnection.
+        level = logging.DEBUG if before == (server.model, server.device) else logging.INFO
+        log.log(level, "%s: connected (%s on %s)", _who(server.url), server.model, server.device)
         wanted = MODEL_NAMES.get(self.cfg.model)
-        if wanted and server.model and wanted.lower() != server.model.lower():
+        if level == logging.INFO and wanted and wanted.lower() != server.model.lower():
             log.info(
                 "%s runs %s (generator.model %s is chosen on the server: musicgpt --model)",
                 _who(server.url),
                 server.model,
                 self.cfg.model,
             )
-        log.info("%s: connected (%s on %s)", _who(server.url), server.model, server.device)
         server.reader = asyncio.create_task(self._read(server, conn), name="musicgpt-server")
 
     @staticmethod
