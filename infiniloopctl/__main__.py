@@ -17,7 +17,7 @@ from typing import Any
 
 import zmq
 
-from infiniloopd import __version__, protocol
+from infiniloopd import __version__, paths, protocol
 from infiniloopd.errors import UserError
 from infiniloopd.protocol import ProtocolError
 
@@ -58,7 +58,15 @@ class Client:
                 f"{endpoint}: a tcp:// endpoint needs the daemon's CURVE public key in "
                 f"${protocol.SERVER_KEY_ENV} (the 40-character key, or a file holding it)"
             )
-        public, secret = zmq.curve_keypair()
+        client_key = os.environ.get(protocol.CLIENT_KEY_ENV, "")
+        if not client_key:
+            raise UserError(
+                f"{endpoint}: a tcp:// endpoint needs your CURVE secret key file in "
+                f"${protocol.CLIENT_KEY_ENV} (its public key in the daemon's "
+                "control.curve_allowed_keys_dir)"
+            )
+        secret = protocol.read_curve_key(Path(client_key), secret=True)
+        public = zmq.curve_public(secret)
         sock.curve_serverkey = key.encode()
         sock.curve_publickey = public
         sock.curve_secretkey = secret
@@ -69,6 +77,9 @@ class Client:
             raise NotRunning(f"the daemon is not running (no socket at {path}); {START_HINT}")
         if self.discovered and path is not None and protocol.running_pid() is None:
             raise NotRunning(f"the daemon is not running (stale socket {path}); {START_HINT}")
+        if self.discovered and path is not None:
+            # The default place may be a /tmp fallback someone else created first.
+            paths.check_own_socket(path)
 
     def request(self, cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send one request; the result, or ProtocolError for a refusal, NotRunning."""
@@ -124,6 +135,8 @@ def status_line(st: dict[str, Any]) -> str:
         pct = f" {progress * 100:.0f}%" if isinstance(progress, (int, float)) else ""
         parts.append(f"generating{pct}")
     parts.append(f"queue {queue}")
+    if st.get("skip_pending"):
+        parts.append("next pending")
     if st.get("consecutive_failures"):
         parts.append(f"failing x{st['consecutive_failures']}")
     parts.append(json.dumps(st.get("prompt", ""), ensure_ascii=False))
@@ -204,6 +217,14 @@ def status_verbose(st: dict[str, Any]) -> str:
         f"output:     {st.get('output')} ({ok}, {st.get('xruns', 0)} xruns, "
         f"{st.get('stalls', 0)} stalls)"
     )
+    outputs = st.get("outputs") or []
+    if len(outputs) > 1:  # several at once: each with its own state
+        for o in outputs:
+            error = f": {o['error']}" if o.get("error") else ""
+            lines.append(
+                f"  - {o.get('description')} ({o.get('state')}{error}, "
+                f"{o.get('underruns', 0)} underruns)"
+            )
     lines.append(
         f"daemon:     pid {st.get('pid')}, worker pid {st.get('worker_pid')}, "
         f"up {fmt_time(st.get('uptime'))}, config {st.get('config')}"
@@ -222,6 +243,8 @@ def render(cmd: str, result: dict[str, Any], args: argparse.Namespace) -> str | 
     """Human output for a command's result (None prints nothing)."""
     if cmd == "status":
         return status_verbose(result) if args.verbose else status_line(result)
+    if cmd == "next" and result.get("pending"):
+        return result.get("message") or "next: as soon as the next loop is ready"
     if cmd in ("play", "pause", "toggle", "stop", "next"):
         return status_line(result["status"]) if "status" in result else None
     if cmd == "prompt":

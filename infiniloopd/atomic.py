@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +40,56 @@ def _temp_beside(path: Path, mode: int | None) -> Iterator[tuple[int, Path]]:
     finally:
         os.close(fd)
         Path(tmp).unlink(missing_ok=True)
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of a small file the daemon keeps (config, state, sidecar), at most `limit`.
+
+    Anything that is not a regular file (a FIFO, a directory, a device) is refused
+    without blocking on it, and so is a file over `limit` bytes, without reading it
+    whole: OSError with a strerror that says why (FileNotFoundError when absent).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise OSError(errno.EINVAL, kind, str(path))
+        too_big = OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+        if st.st_size > limit:
+            raise too_big
+        chunks = []
+        size = 0
+        while chunk := os.read(fd, min(65536, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:  # it grew while we read
+                raise too_big
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def sweep_temp_files(directory: Path) -> list[Path]:
+    """Remove this module's crash leftovers (`.NAME.XXXX.tmp`) in `directory`; those removed.
+
+    Only dot-files ending in `.tmp` that are regular files are touched: anything else
+    in the directory belongs to the user.
+    """
+    removed: list[Path] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
+            continue
+        path = Path(directory) / name
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(path.lstat().st_mode):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def _disk_full(directory: Path) -> bool:

@@ -9,6 +9,7 @@ expected and what was given. Nothing here imports third-party audio modules.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -18,10 +19,25 @@ from typing import Any
 
 from infiniloopd import paths
 from infiniloopd.errors import UserError
+from infiniloopd.text import printable, text_problem
+
+# A config is a few kilobytes; anything near this is not one (and would cost parse time).
+MAX_CONFIG_BYTES = 256 * 1024
+# Bounds on the YAML's shape, checked on the event stream before anything is built.
+MAX_YAML_DEPTH = 32
+MAX_YAML_NODES = 20000
 
 
 class ConfigError(UserError):
-    """A config file or value that cannot be used."""
+    """A config file or value that cannot be used.
+
+    `problems` holds one line per bad key (the message is those lines joined), so a
+    user fixes every mistake of a file in one go.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 class _Bad(Exception):
@@ -55,11 +71,16 @@ class Number(Kind):
         # YAML gives bools for yes/no; they are not numbers to a user.
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _Bad(self.expected)
-        if self.integer and not (isinstance(value, int) or float(value).is_integer()):
+        try:
+            # A 400-digit integer is an int to YAML and an OverflowError to float().
+            number = float(value)
+        except OverflowError:
+            raise _Bad(self.expected) from None
+        if self.integer and not number.is_integer():
             raise _Bad(self.expected)
-        if not math.isfinite(value) or not (self.lo <= value <= self.hi):
+        if not math.isfinite(number) or not (self.lo <= number <= self.hi):
             raise _Bad(self.expected)
-        return int(value) if self.integer else float(value)
+        return int(number) if self.integer else number
 
 
 @dataclass(frozen=True)
@@ -68,9 +89,7 @@ class Text(Kind):
     max_len: int = 4096
 
     def convert(self, value: Any) -> Any:
-        if not isinstance(value, str):
-            raise _Bad(self.expected)
-        if (self.nonempty and not value.strip()) or len(value) > self.max_len or "\0" in value:
+        if text_problem(value, max_len=self.max_len, nonempty=self.nonempty) is not None:
             raise _Bad(self.expected)
         return value
 
@@ -99,9 +118,35 @@ class Flag(Kind):
 @dataclass(frozen=True)
 class PathKind(Kind):
     def convert(self, value: Any) -> Any:
-        if not isinstance(value, str) or not value.strip() or "\0" in value:
+        if text_problem(value, max_len=4096) is not None:
             raise _Bad(self.expected)
         return Path(os.path.expandvars(value)).expanduser()
+
+
+@dataclass(frozen=True)
+class Choices(Kind):
+    """A non-empty list of distinct names, each one of `choices`."""
+
+    choices: tuple[str, ...] = ()
+
+    def convert(self, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or len(set(map(str, value))) != len(value):
+            raise _Bad(self.expected)
+        if not all(isinstance(v, str) and v in self.choices for v in value):
+            raise _Bad(self.expected)
+        return list(value)
+
+
+@dataclass(frozen=True)
+class OutputList(Kind):
+    """The `outputs:` list, kept raw here; `_build_outputs` checks each entry."""
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, list) or not value:
+            raise _Bad("a list of outputs, e.g. [{backend: pulse}, {backend: http}]")
+        return value
 
 
 @dataclass(frozen=True)
@@ -111,7 +156,9 @@ class Argv(Kind):
     def convert(self, value: Any) -> Any:
         if not isinstance(value, list) or not value:
             raise _Bad(self.expected)
-        if not all(isinstance(v, str) and v and "\0" not in v for v in value):
+        if len(value) > 1000 or not all(
+            text_problem(v, max_len=4096, name=False) is None for v in value
+        ):
             raise _Bad(self.expected)
         return list(value)
 
@@ -165,8 +212,9 @@ MUSICGPT_MODELS = (
     "medium-quant",
     "large",
 )
-OUTPUT_BACKENDS = ("auto", "pulse", "alsa", "file", "null")
+OUTPUT_BACKENDS = ("auto", "pulse", "alsa", "file", "null", "http", "snapcast")
 FILE_FORMATS = ("pcm16", "float32")
+HTTP_FORMATS = ("opus", "mp3")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 DEFAULT_PROMPT = "calm ambient pads with soft piano"
@@ -206,7 +254,7 @@ class GeneratorConfig:
 @dataclass
 class OutputConfig:
     backend: str = _k(
-        "auto", Choice("one of auto, pulse, alsa, file, null", choices=OUTPUT_BACKENDS)
+        "auto", Choice("one of " + ", ".join(OUTPUT_BACKENDS), choices=OUTPUT_BACKENDS)
     )
     sink: str | None = _k(None, Text("a PulseAudio sink name", optional=True))
     device: str = _k("default", Text("an ALSA PCM name"))
@@ -219,6 +267,12 @@ class OutputConfig:
     channels: int = _k(2, Number("an integer between 1 and 8", lo=1, hi=8, integer=True))
     block_ms: float = _k(20.0, Number("milliseconds between 5 and 200", lo=5, hi=200))
     latency_ms: float = _k(200.0, Number("milliseconds between 20 and 2000", lo=20, hi=2000))
+    # --- network outputs (http, snapcast) ---
+    listen: str = _k("127.0.0.1:8000", Text("HOST:PORT to serve the HTTP stream on"))
+    formats: list[str] = _k(["opus", "mp3"], Choices("a list of opus, mp3", choices=HTTP_FORMATS))
+    password: str | None = _k(None, Text("a password for the HTTP stream", optional=True))
+    bitrate: int = _k(128, Number("kbit/s between 32 and 320", lo=32, hi=320, integer=True))
+    sample_format: str = _k("48000:16:2", Text('RATE:BITS:CHANNELS in quotes, e.g. "48000:16:2"'))
 
 
 @dataclass
@@ -259,6 +313,9 @@ class ControlConfig:
     curve_secret_key_file: Path | None = _k(
         None, PathKind("a path to a CURVE secret key file", optional=True)
     )
+    curve_allowed_keys_dir: Path | None = _k(
+        None, PathKind("a directory of allowed client CURVE public keys", optional=True)
+    )
 
 
 @dataclass
@@ -273,6 +330,8 @@ class Config:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     library: LibraryConfig = field(default_factory=LibraryConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    # Several outputs at once (a list of `output:`-like entries); None: just `output:`.
+    outputs: list[OutputConfig] | None = _k(None, OutputList("a list of outputs", optional=True))
     # Where this config came from, for messages; not a key.
     source: str = field(default="<defaults>", metadata={"internal": True})
 
@@ -292,73 +351,175 @@ def _show(value: Any) -> str:
         text = json.dumps(value, ensure_ascii=False, default=str)
     else:
         text = str(value)
+    text = printable(text)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _build(cls: type, data: Any, where: str, key_path: str) -> Any:
+def _unknown(key: Any, full: str, known: list[str]) -> str:
+    """The message for an unknown key, with the nearest known one when there is one."""
+    near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    if near:
+        return f"{full}: unknown key, did you mean {near[0]}?"
+    return f"{full}: unknown key (known keys: {', '.join(sorted(known))})"
+
+
+def _build(cls: type, data: Any, key_path: str, problems: list[tuple[str, str]]) -> Any:
+    """An instance of `cls` from `data`; each bad key adds (key path, message) to `problems`
+    and is left at its default, so every mistake of a file is found in one pass."""
     if not isinstance(data, dict):
         what = key_path or "top level"
-        raise ConfigError(f"{where}: {what}: expected a mapping of keys, got {_show(data)}")
+        problems.append((what, f"{what}: expected a mapping of keys, got {_show(data)}"))
+        return cls()
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        full = f"{key_path}.{key}" if key_path else str(key)
+        shown = printable(str(key))[:60]
+        full = f"{key_path}.{shown}" if key_path else shown
         f = fields.get(key) if isinstance(key, str) else None
         if f is None:
-            known = ", ".join(sorted(fields))
-            raise ConfigError(f"{where}: {full}: unknown key (known keys: {known})")
+            problems.append((full, _unknown(key, full, list(fields))))
+            continue
         section = f.default_factory
         if isinstance(section, type) and dataclasses.is_dataclass(section):
-            kwargs[key] = _build(section, {} if value is None else value, where, full)
+            kwargs[key] = _build(section, {} if value is None else value, full, problems)
             continue
         kind: Kind = f.metadata["kind"]
         try:
             kwargs[key] = kind.parse(value)
         except _Bad as bad:
-            raise ConfigError(f"{where}: {full}: expected {bad}, got {_show(value)}") from None
+            problems.append((full, f"{full}: expected {bad}, got {_show(value)}"))
     return cls(**kwargs)
 
 
-def _cross_check(cfg: Config, where: str) -> None:
-    """Rules that involve more than one key."""
+def _cross_check(cfg: Config) -> list[tuple[str, str]]:
+    """Rules that involve more than one key, as (key path, message) pairs."""
+    out: list[tuple[str, str]] = []
     if cfg.generator.backend == "command" and not cfg.generator.command:
-        raise ConfigError(
-            f"{where}: generator.command: expected a command list when generator.backend is "
-            'command, e.g. ["my-gen", "{prompt}", "{seconds}", "{output}"], got null'
+        out.append(
+            (
+                "generator.command",
+                "generator.command: expected a command list when generator.backend is "
+                'command, e.g. ["my-gen", "{prompt}", "{seconds}", "{output}"], got null',
+            )
         )
     if cfg.output.backend == "file" and cfg.output.path is None:
-        raise ConfigError(
-            f"{where}: output.path: expected a WAV file path when output.backend is file, got null"
+        out.append(
+            (
+                "output.path",
+                "output.path: expected a WAV file path when output.backend is file, got null",
+            )
         )
     if cfg.generator.backend == "musicgpt-server" and not cfg.generator.servers:
-        raise ConfigError(
-            f"{where}: generator.servers: expected a list of MusicGPT server URLs when "
-            'generator.backend is musicgpt-server, e.g. ["ws://gpu-box:8642/ws"], got null'
+        out.append(
+            (
+                "generator.servers",
+                "generator.servers: expected a list of MusicGPT server URLs when "
+                'generator.backend is musicgpt-server, e.g. ["ws://gpu-box:8642/ws"], got null',
+            )
         )
     a = cfg.analysis
     if a.max_loop is not None and a.max_loop < a.min_loop:
-        raise ConfigError(
-            f"{where}: analysis.max_loop: expected at least analysis.min_loop ({a.min_loop:g}), "
-            f"got {a.max_loop:g}"
+        out.append(
+            (
+                "analysis.max_loop",
+                f"analysis.max_loop: expected at least analysis.min_loop ({a.min_loop:g}), "
+                f"got {a.max_loop:g}",
+            )
         )
     ep = cfg.control.endpoint
     if ep is not None:
         if not (ep.startswith("ipc://") or ep.startswith("tcp://")):
-            raise ConfigError(
-                f"{where}: control.endpoint: expected an ipc:// or tcp:// endpoint, got {_show(ep)}"
+            out.append(
+                (
+                    "control.endpoint",
+                    f"control.endpoint: expected an ipc:// or tcp:// endpoint, got {_show(ep)}",
+                )
             )
-        if ep.startswith("tcp://") and cfg.control.curve_secret_key_file is None:
-            raise ConfigError(
-                f"{where}: control.endpoint: a tcp:// endpoint needs "
-                "control.curve_secret_key_file (CURVE encryption), got none"
+        elif ep.startswith("tcp://") and cfg.control.curve_secret_key_file is None:
+            out.append(
+                (
+                    "control.endpoint",
+                    "control.endpoint: a tcp:// endpoint needs "
+                    "control.curve_secret_key_file (CURVE encryption), got none",
+                )
             )
+        elif ep.startswith("tcp://") and cfg.control.curve_allowed_keys_dir is None:
+            # Encryption without an allow-list would let any key pair in.
+            out.append(
+                (
+                    "control.endpoint",
+                    "control.endpoint: a tcp:// endpoint needs control.curve_allowed_keys_dir "
+                    "(the client public keys allowed in), got none",
+                )
+            )
+    return out
+
+
+# --- outputs: several outputs at once ------------------------------------------------
+
+
+def _build_outputs(cfg: Config, problems: list[tuple[str, str]]) -> None:
+    """Turn the raw `outputs:` list into OutputConfigs; rate, channels, block_ms from `output:`."""
+    raw = cfg.outputs
+    if raw is None:
+        return
+    built = []
+    for i, item in enumerate(raw):
+        key = f"outputs[{i}]"
+        if isinstance(item, dict):
+            for shared in ("rate", "channels", "block_ms"):
+                if shared in item:
+                    problems.append(
+                        (
+                            f"{key}.{shared}",
+                            f"{key}.{shared}: set it once under output: (all outputs "
+                            "share the player's rate, channels and block size)",
+                        )
+                    )
+        if isinstance(item, dict):  # shared keys reported above, not again as bad values
+            item = {k: v for k, v in item.items() if k not in ("rate", "channels", "block_ms")}
+        entry = _build(OutputConfig, item, key, problems)
+        if not isinstance(item, dict) or "backend" not in item:
+            problems.append(
+                (
+                    f"{key}.backend",
+                    f"{key}.backend: expected one of {', '.join(OUTPUT_BACKENDS)}, got nothing",
+                )
+            )
+            continue
+        if entry.backend == "file" and entry.path is None:
+            problems.append(
+                (f"{key}.path", f"{key}.path: expected a WAV file path for backend file")
+            )
+        if entry.backend == "snapcast" and entry.path is None:
+            problems.append(
+                (
+                    f"{key}.path",
+                    f"{key}.path: expected a snapserver pipe path or tcp://HOST:PORT "
+                    "for backend snapcast",
+                )
+            )
+        o = cfg.output
+        entry.rate, entry.channels, entry.block_ms = o.rate, o.channels, o.block_ms
+        built.append(entry)
+    cfg.outputs = built
 
 
 def parse_config(data: Any, where: str = "<config>") -> Config:
-    """Build a validated Config from parsed YAML data (None means all defaults)."""
-    cfg = _build(Config, {} if data is None else data, where, "")
+    """Build a validated Config from parsed YAML data (None means all defaults).
+
+    Raises ConfigError naming every bad key at once, one `where: key: ...` line each.
+    """
+    problems: list[tuple[str, str]] = []
+    cfg = _build(Config, {} if data is None else data, "", problems)
     cfg.source = where
-    _cross_check(cfg, where)
+    _build_outputs(cfg, problems)
+    reported = {key for key, _ in problems}
+    # A rule on a key already reported would only repeat it in other words.
+    problems += [(k, m) for k, m in _cross_check(cfg) if k not in reported]
+    if problems:
+        lines = [f"{where}: {message}" for _, message in problems]
+        raise ConfigError("\n".join(lines), lines)
     return cfg
 
 
@@ -366,33 +527,78 @@ def default_config_path() -> Path:
     return paths.config_dir() / "config.yaml"
 
 
-def load_config(path: Path | None = None) -> Config:
-    """Load `path`, else the user's config.yaml if it exists, else the defaults."""
+def load_yaml(text: str, where: str, error: type[UserError] = ConfigError) -> Any:
+    """Parse YAML text with bounds; `error` with one line for anything refused.
+
+    Anchors and aliases are refused outright: a config or preset file never needs
+    them, and refusing them is the only bound that is simple to get right (an alias
+    "bomb" of a few hundred bytes expands to gigabytes). Depth and node count are
+    bounded too, so no input costs more than a few milliseconds per kilobyte or
+    overflows the stack. All of it is checked on the event stream, before building.
+    """
     import yaml  # deferred: keeps `infiniloopctl` start-up light
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    def at(mark: Any) -> str:
+        return f"{where}: line {mark.line + 1}, column {mark.column + 1}" if mark else where
+
+    try:
+        depth = 0
+        for nodes, event in enumerate(yaml.parse(text, Loader=loader), 1):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise error(
+                    f"{at(event.start_mark)}: anchors and aliases (&name, *name) are not "
+                    "supported; write the value out"
+                )
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise error(
+                        f"{at(event.start_mark)}: nested more than {MAX_YAML_DEPTH} levels deep"
+                    )
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+            if nodes > MAX_YAML_NODES:
+                raise error(f"{where}: more than {MAX_YAML_NODES} values; not a config file")
+        return yaml.load(text, Loader=loader)  # a safe loader, checked above
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise error(f"{at(mark)}: {problem}") from None
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # The constructors' own limits (e.g. an integer of more than 4300 digits).
+        raise error(f"{where}: {' '.join(str(exc).split())[:200]}") from None
+
+
+def read_text_file(path: Path, limit: int, error: type[UserError] = ConfigError) -> str:
+    """A small UTF-8 text file, or `error` in one line (no such file, FIFO, too big...)."""
+    from infiniloopd.atomic import read_bounded
+
+    try:
+        raw = read_bounded(path, limit)
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: cannot read: not UTF-8 text (byte {exc.start})") from None
+    if "\0" in text:
+        raise error(f"{path}: cannot read: not a text file (contains NUL bytes)")
+    return text
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Load `path`, else the user's config.yaml if it exists, else the defaults."""
     if path is None:
         path = default_config_path()
         if not path.exists():
             return parse_config(None, "<defaults>")
     where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"{where}: cannot read: {reason}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        if mark is not None:
-            raise ConfigError(
-                f"{where}: line {mark.line + 1}, column {mark.column + 1}: {problem}"
-            ) from None
-        raise ConfigError(f"{where}: {problem}") from None
-    return parse_config(data, where)
+    text = read_text_file(path, MAX_CONFIG_BYTES)
+    return parse_config(load_yaml(text, where), where)
 
 
 def describe(cfg: Config) -> dict[str, Any]:
@@ -407,6 +613,8 @@ def describe(cfg: Config) -> dict[str, Any]:
             }
         if isinstance(obj, Path):
             return str(obj)
+        if isinstance(obj, list):
+            return [conv(item) for item in obj]
         return obj
 
     return conv(cfg)

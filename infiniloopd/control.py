@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import inspect
 import logging
 import math
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,8 +32,14 @@ import zmq.asyncio
 from infiniloopd import protocol
 from infiniloopd.errors import UserError
 from infiniloopd.protocol import ProtocolError
+from infiniloopd.text import printable, text_problem
 
 log = logging.getLogger(__name__)
+
+# How long replies already queued may take to leave when the server closes (ms).
+REPLY_LINGER_MS = 500
+# How long a connection may take to complete the ZMTP (and CURVE) handshake (ms).
+HANDSHAKE_MS = 5000
 
 Result = dict[str, Any]
 Handler = Callable[[dict[str, Any]], "Result | Awaitable[Result]"]
@@ -73,9 +81,9 @@ class Arg:
                 raise ValueError
             return value
         if self.kind in ("str", "path"):
-            if not isinstance(value, str) or "\0" in value or len(value) > self.max_len:
-                raise ValueError
-            if (self.kind == "path" or self.choices or self.required) and not value.strip():
+            # Names, prompts and paths all end up persisted or printed: one check for all.
+            nonempty = bool(self.kind == "path" or self.choices or self.required)
+            if text_problem(value, max_len=self.max_len, nonempty=nonempty) is not None:
                 raise ValueError
             if self.choices and value not in self.choices:
                 raise ValueError
@@ -115,7 +123,8 @@ def validate(command: Command, args: dict[str, Any]) -> dict[str, Any]:
             names = ", ".join(known) or "none"
             raise ProtocolError(
                 protocol.BAD_ARGUMENT,
-                f"{command.name}: unknown argument {str(key)[:40]!r} (arguments: {names})",
+                f"{command.name}: unknown argument {printable(str(key)[:40])!r} "
+                f"(arguments: {names})",
             )
     out: dict[str, Any] = {}
     for arg in command.args:
@@ -130,7 +139,7 @@ def validate(command: Command, args: dict[str, Any]) -> dict[str, Any]:
         try:
             out[arg.name] = arg.convert(value)
         except (ValueError, TypeError, OverflowError):
-            shown = repr(value)
+            shown = printable(repr(value))
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
             raise ProtocolError(
                 protocol.BAD_ARGUMENT,
@@ -153,11 +162,17 @@ class ControlServer:
         commands: dict[str, Command],
         *,
         curve_secret: bytes | None = None,
+        curve_allowed: frozenset[bytes] | None = None,
+        handshake_ms: int = HANDSHAKE_MS,
         keep_events: int = 1000,
     ) -> None:
         self.endpoints = endpoints
         self.commands = commands
         self._curve_secret = curve_secret
+        # Z85 client public keys let in over tcp:// (ZAP); None or empty: nobody.
+        self._curve_allowed = curve_allowed or frozenset()
+        self._handshake_ms = handshake_ms
+        self._auth: Any = None
         self._ctx = zmq.asyncio.Context()
         # PUB sends never block (they drop at the high-water mark), so a plain socket
         # on the same context is simplest for publishing from synchronous code.
@@ -178,19 +193,41 @@ class ControlServer:
     # --- sockets --------------------------------------------------------------------
 
     def _secure(self, sock: zmq.Socket, endpoint: str) -> None:
+        # A peer that connects and never completes the ZMTP handshake is dropped, so
+        # idle connections cannot pile up until the daemon runs out of descriptors.
+        sock.setsockopt(zmq.HANDSHAKE_IVL, self._handshake_ms)
         if not endpoint.startswith("tcp://"):
             return
         if self._curve_secret is None:
             raise UserError(f"{endpoint}: a tcp:// endpoint needs control.curve_secret_key_file")
+        self._start_auth()
         sock.curve_secretkey = self._curve_secret
         sock.curve_publickey = zmq.curve_public(self._curve_secret)
         sock.curve_server = True
 
+    def _start_auth(self) -> None:
+        """ZAP on this context: a CURVE client gets in only with an allow-listed key."""
+        if self._auth is not None:
+            return
+        from zmq.auth.asyncio import AsyncioAuthenticator
+
+        if not self._curve_allowed:
+            log.warning("control: the CURVE allow-list is empty; no remote client can connect")
+        self._auth = AsyncioAuthenticator(self._ctx, log=logging.getLogger(__name__ + ".zap"))
+        self._auth.start()
+        self._auth.configure_curve_callback("*", _AllowList(self._curve_allowed))
+
     def _bind(self, sock: zmq.Socket, endpoint: str) -> None:
         path = protocol.ipc_path(endpoint)
         if path is not None:
-            # We hold the daemon lock, so a socket file left here is stale.
-            path.unlink(missing_ok=True)
+            # We hold the daemon lock, so a socket left here is stale; anything else at
+            # that path is not ours to delete.
+            try:
+                if not stat.S_ISSOCK(path.lstat().st_mode):
+                    raise UserError(f"{path}: exists and is not a socket; not removing it")
+                path.unlink()
+            except FileNotFoundError:
+                pass
         old_umask = os.umask(0o077)  # the socket file is born 0600, no window
         try:
             sock.bind(endpoint)
@@ -225,6 +262,22 @@ class ControlServer:
         self._rep, self._pub = rep, pub
         log.info("control socket %s, events %s", self.endpoints.control, self.endpoints.events)
 
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Let commands in progress (a `save` writing its file) finish and reply.
+
+        At shutdown, before close(): what does not finish within `timeout` is cancelled
+        and its client told so; either way every client gets an answer.
+        """
+        pending = list(self._pending.tasks)
+        if not pending:
+            return
+        _done, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            task.cancel()
+        for task in late:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
     def close(self) -> None:
         """Close the sockets and remove their files."""
         if self._closed:
@@ -232,12 +285,18 @@ class ControlServer:
         self._closed = True
         for task in list(self._pending.tasks):
             task.cancel()
-        for sock in (self._rep, self._pub):
-            if sock is not None:
-                sock.close(0)
+        if self._rep is not None:
+            # A moment for the last replies (drain()'s) to leave; then gone.
+            self._rep.close(linger=REPLY_LINGER_MS)
+        if self._pub is not None:
+            self._pub.close(0)
+        if self._auth is not None:
+            self._auth.stop()
         for path in (self.endpoints.control_path, self.endpoints.events_path):
-            if path is not None:
-                path.unlink(missing_ok=True)
+            if path is not None and self._rep is not None:
+                with contextlib.suppress(OSError):
+                    if stat.S_ISSOCK(path.lstat().st_mode):
+                        path.unlink()
         self._ctx.term()
 
     # --- events ---------------------------------------------------------------------
@@ -288,7 +347,8 @@ class ControlServer:
             command = self.commands.get(cmd)
             if command is None:
                 raise ProtocolError(
-                    protocol.UNKNOWN_COMMAND, f"unknown command {cmd[:40]!r} (try `help`)"
+                    protocol.UNKNOWN_COMMAND,
+                    f"unknown command {printable(cmd[:40])!r} (try `help`)",
                 )
             args = validate(command, raw_args)
             result = command.handler(args)
@@ -306,6 +366,11 @@ class ControlServer:
         try:
             reply = protocol.encode_ok(await awaitable)
         except asyncio.CancelledError:
+            # The client still gets an answer, not a timeout.
+            self._reply(
+                envelope,
+                protocol.encode_error(protocol.FAILED, f"{cmd}: the daemon stopped first"),
+            )
             raise
         except Exception as exc:
             reply = self._error_reply([cmd.encode()], exc)
@@ -328,6 +393,19 @@ class ControlServer:
         # Never waits: ROUTER drops a reply it cannot route (peer gone, queue full).
         future = self._rep.send_multipart([*envelope, payload])
         future.add_done_callback(_log_send_failure)
+
+
+class _AllowList:
+    """pyzmq's ZAP credentials provider: is this client's public key listed?"""
+
+    def __init__(self, keys: frozenset[bytes]) -> None:
+        self.keys = keys
+
+    def callback(self, _domain: str, key: bytes) -> bool:
+        allowed = key in self.keys
+        if not allowed:
+            log.warning("control: refused a CURVE client with an unlisted key %s", key.decode())
+        return allowed
 
 
 def _log_send_failure(future: asyncio.Future) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import secrets
 import threading
 import time
@@ -23,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from infiniloopd.atomic import TMP_SUFFIX, write_audio_atomic, write_json_atomic
+from infiniloopd.atomic import TMP_SUFFIX, read_bounded, write_audio_atomic, write_json_atomic
 from infiniloopd.errors import UserError
 from infiniloopd.paths import ensure_dir
+from infiniloopd.text import printable, text_problem
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,13 @@ class LoopEntry:
             if value is None and optional:
                 return None
             if isinstance(value, bool) or not isinstance(value, kind):
-                raise ValueError(f"{key}: expected {_kind_name(kind)}, got {value!r}")
+                shown = repr(value)[:40] if isinstance(value, (str, int, float)) else None
+                shown = shown if shown is not None else f"a JSON {type(value).__name__}"
+                raise ValueError(f"{key}: expected {_kind_name(kind)}, got {shown}")
+            if isinstance(value, str) and text_problem(value, max_len=1000, nonempty=False):
+                raise ValueError(f"{key}: {text_problem(value, max_len=1000, nonempty=False)}")
+            if isinstance(value, (int, float)) and not _finite_number(value):
+                raise ValueError(f"{key}: expected a finite number")
             return value
 
         num = (int, float)
@@ -95,8 +103,47 @@ class LoopEntry:
         )
 
 
+# A sidecar is under a kilobyte (plus a beat grid); anything far bigger is not one.
+MAX_SIDECAR_BYTES = 4 * 1024 * 1024
+
+
+def read_sidecar(path: Path) -> LoopEntry:
+    """The entry of the sidecar at `path`; UserError (one line naming the file) if unusable.
+
+    Bounded (size, nesting), strict about types and texts (see infiniloopd.text), and
+    never blocked by a FIFO or a directory where a sidecar should be.
+    """
+    shown = printable(str(path))
+    try:
+        raw = read_bounded(path, MAX_SIDECAR_BYTES)
+    except OSError as exc:
+        raise UserError(f"{shown}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        entry = LoopEntry.from_json(data, path.with_suffix(AUDIO))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{shown}: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise UserError(f"{shown}: nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        reason = printable(" ".join(str(exc).split()))[:200]
+        raise UserError(f"{shown}: {reason}") from None
+    if entry.id != path.stem:
+        raise UserError(f"{shown}: id {printable(entry.id)!r} does not match the file name")
+    if not 1000 <= entry.rate <= 768000 or not 1 <= entry.channels <= 64:
+        raise UserError(f"{shown}: rate {entry.rate} Hz, {entry.channels} channels: not audio")
+    return entry
+
+
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     return "a number" if isinstance(kind, tuple) else {str: "a string", int: "an integer"}[kind]
+
+
+def _finite_number(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))  # a 400-digit integer overflows a float
+    except OverflowError:
+        return False
 
 
 def _opt_float(value: Any) -> float | None:
@@ -106,8 +153,18 @@ def _opt_float(value: Any) -> float | None:
 class Library:
     """Loops on disk under `directory`, capped at `max_mb` megabytes."""
 
-    def __init__(self, directory: Path, max_mb: float) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        max_mb: float,
+        *,
+        rate: int | None = None,
+        channels: int | None = None,
+    ) -> None:
         self.directory = Path(directory)
+        # What `load` delivers (the output's format); None keeps each loop's own.
+        self.rate = rate
+        self.channels = channels
         self.max_bytes = int(max_mb * 1024 * 1024)
         self._entries: dict[str, LoopEntry] = {}
         self._sizes: dict[str, int] = {}
@@ -148,17 +205,14 @@ class Library:
         )
 
     def _read_sidecar(self, path: Path) -> LoopEntry | None:
+        """The entry a sidecar describes, or None with one warning saying why it is skipped."""
         audio = path.with_suffix(AUDIO)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            entry = LoopEntry.from_json(data, audio)
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            log.warning("library: skipping %s: %s", path, " ".join(str(exc).split()))
+            entry = read_sidecar(path)
+        except UserError as exc:
+            log.warning("library: skipping %s", exc)
             return None
-        if entry.id != path.stem:
-            log.warning("library: skipping %s: id %r does not match the file name", path, entry.id)
-            return None
-        if not audio.exists():
+        if not audio.is_file():
             log.warning("library: skipping %s: its audio %s is missing", path, audio.name)
             return None
         return entry
@@ -242,7 +296,11 @@ class Library:
     # --- reading loops -----------------------------------------------------------------
 
     def load(self, entry: LoopEntry) -> np.ndarray:
-        """The loop's audio, float32 (frames, channels)."""
+        """The loop's audio, float32 (frames, channels), at the output's rate and channels.
+
+        A loop made before `output.rate` or `output.channels` changed is converted as it
+        is read (soxr, seam kept), never played at the wrong speed or refused.
+        """
         from infiniloopd.audiofile import read_audio
 
         try:
@@ -251,6 +309,22 @@ class Library:
             raise UserError(f"library: {exc}") from None
         if rate != entry.rate:
             raise UserError(f"library: {entry.path} is at {rate} Hz, its sidecar says {entry.rate}")
+        if audio.shape[0] == 0:
+            raise UserError(f"library: {entry.path} holds no audio")
+        if not np.isfinite(audio).all():
+            raise UserError(f"library: {entry.path} holds NaN or infinite samples")
+        to_rate = self.rate or rate
+        to_channels = self.channels or audio.shape[1]
+        if (rate, audio.shape[1]) != (to_rate, to_channels):
+            log.info(
+                "library: %s is %d Hz, %d channels; converting to %d Hz, %d channels",
+                entry.id,
+                rate,
+                audio.shape[1],
+                to_rate,
+                to_channels,
+            )
+            audio = convert_loop(audio, rate, to_rate, to_channels)
         return audio
 
     def touch(self, entry: LoopEntry) -> None:
@@ -286,6 +360,28 @@ class Library:
     def size_bytes(self) -> int:
         with self._lock:
             return sum(self._sizes.values())
+
+
+def convert_loop(audio: np.ndarray, rate: int, to_rate: int, to_channels: int) -> np.ndarray:
+    """A seamless loop at another rate and channel count, still seamless.
+
+    The resampler sees the loop with a wrapped-around margin on each side, so the
+    samples near the seam are computed from their real neighbours, not from silence.
+    """
+    # Deferred: the daemon imports the analysis code only when an old loop needs it.
+    from infiniloopd.analysis.pipeline import map_channels
+    from infiniloopd.analysis.resample import resample
+
+    out = map_channels(audio, to_channels)
+    if rate == to_rate:
+        return out
+    frames = out.shape[0]
+    margin = min(frames, max(rate // 10, 64))
+    wrapped = np.concatenate([out[-margin:], out, out[:margin]])
+    converted = resample(wrapped, rate, to_rate)
+    start = round(margin * to_rate / rate)
+    length = round(frames * to_rate / rate)
+    return np.ascontiguousarray(converted[start : start + length])
 
 
 def _norm(prompt: str) -> str:

@@ -68,23 +68,61 @@ def runtime_dir() -> Path:
 def ensure_private_dir(path: Path) -> Path:
     """Create `path` (and parents) with mode 0700 and check that it is safe.
 
-    Refuses a directory owned by someone else or reachable by others, since the
-    control socket inside it is the only access control the daemon has.
+    Refuses a directory owned by someone else or writable by others, since the
+    control socket inside it is the only access control the daemon has. The mode of
+    a directory it did not create is never changed: that is its owner's business.
     """
+    created = False
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            path.mkdir(mode=0o700, parents=True)
+            created = True
+        except FileExistsError:
+            pass
         st = path.lstat()
-    except FileExistsError:
-        raise UserError(f"{path}: expected a directory, found a file") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot create directory: {exc.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise UserError(f"{path}: expected a directory, found something else")
     if st.st_uid != os.getuid():
         raise UserError(f"{path}: owned by uid {st.st_uid}, not by you (uid {os.getuid()})")
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
+    if created and st.st_mode & 0o077:
+        os.chmod(path, 0o700)  # ours, born under a loose umask
+    elif st.st_mode & 0o022:
+        raise UserError(
+            f"{path}: writable by others (mode {stat.S_IMODE(st.st_mode):o}); run chmod 700 {path}"
+        )
     return path
+
+
+def check_own_socket(path: Path) -> None:
+    """Refuse to talk through a socket that another user could have put in our way.
+
+    The client checks the default endpoint before sending anything: its directory
+    (which may be a fallback under /tmp that anyone could have created first) and
+    the socket must be ours and not writable by others. UserError says what is wrong.
+    """
+    uid = os.getuid()
+    for what, target, want in (("directory", path.parent, stat.S_ISDIR), ("socket", path, None)):
+        try:
+            st = target.lstat()
+        except FileNotFoundError:
+            return  # nothing there: the caller reports "not running"
+        except OSError as exc:
+            raise UserError(f"{target}: cannot check the control {what}: {exc.strerror}") from None
+        if want is not None and not want(st.st_mode):
+            raise UserError(f"{target}: expected a directory for the control socket")
+        if want is None and not stat.S_ISSOCK(st.st_mode):
+            raise UserError(f"{target}: not a socket; refusing to use it")
+        if st.st_uid != uid:
+            raise UserError(
+                f"{target}: the control {what} belongs to uid {st.st_uid}, not to you "
+                f"(uid {uid}); refusing to use it"
+            )
+        if want is not None and st.st_mode & 0o022:
+            raise UserError(
+                f"{target}: the control directory is writable by others; refusing to use it"
+            )
 
 
 def ensure_dir(path: Path) -> Path:

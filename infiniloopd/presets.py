@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from infiniloopd import paths
-from infiniloopd.config import ConfigError, parse_config
+from infiniloopd.config import (
+    MAX_CONFIG_BYTES,
+    ConfigError,
+    load_yaml,
+    parse_config,
+    read_text_file,
+)
 from infiniloopd.errors import UserError
+from infiniloopd.text import text_problem
 
 PRESETS_FILE = "presets.yaml"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -82,13 +89,13 @@ def parse_presets(data: Any, where: str) -> dict[str, Preset]:
                 f"{where}: {name}.{key}: unknown key (known keys: description, generator, prompt)"
             )
         prompt = body.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > 1000:
+        if text_problem(prompt, max_len=1000) is not None:
             raise PresetError(
                 f"{where}: {name}.prompt: expected a non-empty prompt of at most 1000 chars, "
                 f"got {_show(prompt)}"
             )
         description = body.get("description", "")
-        if not isinstance(description, str):
+        if text_problem(description, max_len=1000, nonempty=False) is not None:
             raise PresetError(
                 f"{where}: {name}.description: expected text, got {_show(description)}"
             )
@@ -112,28 +119,16 @@ def parse_presets(data: Any, where: str) -> dict[str, Preset]:
 
 
 def _load_text(text: str, where: str) -> dict[str, Preset]:
-    import yaml  # deferred: the client never loads presets itself
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        if mark is not None:
-            raise PresetError(f"{where}: line {mark.line + 1}: {problem}") from None
-        raise PresetError(f"{where}: {problem}") from None
-    return parse_presets(data, where)
+    # The config's bounded loader: no aliases, bounded depth, one-line errors.
+    return parse_presets(load_yaml(text, where, PresetError), where)
 
 
 def load_presets(user_path: Path | None = None) -> dict[str, Preset]:
     """The shipped presets, overlaid with the user's (a missing user file is fine)."""
     presets = _load_text(builtin_presets_text(), "presets.yaml (built in)")
     path = user_path or user_presets_path()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         return presets
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PresetError(f"{path}: cannot read: {exc}") from None
+    text = read_text_file(path, MAX_CONFIG_BYTES, PresetError)
     presets.update(_load_text(text, str(path)))
     return presets

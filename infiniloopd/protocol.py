@@ -34,6 +34,8 @@ EVENTS_SOCKET = "events.sock"
 LOCK_FILE = "daemon.lock"
 ENDPOINT_ENV = "INFINILOOP_ENDPOINT"
 SERVER_KEY_ENV = "INFINILOOP_SERVER_KEY"
+# The client's own CURVE secret key file; its public key must be in the daemon's allow-list.
+CLIENT_KEY_ENV = "INFINILOOP_CLIENT_KEY"
 
 # Error codes in replies. The client maps all of them to exit status 1.
 BAD_REQUEST = "bad_request"  # not JSON, not an object, wrong frames, wrong version
@@ -192,18 +194,53 @@ def check_endpoint(endpoint: str, where: str = "endpoint") -> str:
     raise UserError(f"{where}: expected an ipc:// or tcp:// ZeroMQ endpoint, got {endpoint!r}")
 
 
-def _config_endpoint(config_path: Path | None) -> str | None:
-    """control.endpoint from the user's config, read only when the file mentions it."""
-    from infiniloopd import config  # light: stdlib + paths; yaml only when needed
+# The client reads no more of a config file than this (a config is a few KB).
+CONFIG_READ_LIMIT = 1024 * 1024
 
-    path = config_path or config.default_config_path()
+
+def _config_endpoint(config_path: Path | None) -> str | None:
+    """control.endpoint from the user's config file, reading nothing else of it.
+
+    The client needs only the endpoint: a mistake in any daemon key, or a file that is
+    not even valid YAML, must not stop `infiniloopctl` from reaching the daemon, so
+    this composes the YAML into nodes (aliases stay references, nothing is expanded or
+    converted) and looks up the one scalar. Only a bad `control.endpoint` is an error.
+    """
+    path = config_path or paths.config_dir() / "config.yaml"
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(CONFIG_READ_LIMIT + 1)
     except OSError:
         return None
-    if "endpoint" not in text:
+    if len(raw) > CONFIG_READ_LIMIT or b"endpoint" not in raw:
         return None
-    return config.load_config(path).control.endpoint
+    import yaml  # deferred: only when the file mentions an endpoint
+
+    try:
+        root = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError):
+        return None  # the daemon reports what is wrong with the file; we use the default
+    node = _child(_child(root, "control"), "endpoint")
+    if node is None:
+        return None
+    where = f"{path}: control.endpoint"
+    if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
+        if isinstance(node, yaml.ScalarNode):
+            return None  # `endpoint:` left empty means the default, as for the daemon
+        raise UserError(f"{where}: expected an ipc:// or tcp:// ZeroMQ endpoint")
+    return check_endpoint(node.value, where)
+
+
+def _child(node: Any, key: str) -> Any:
+    """The value node under `key` in a YAML mapping node, or None."""
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for k, v in node.value:
+        if isinstance(k, yaml.ScalarNode) and k.value == key:
+            return v
+    return None
 
 
 def resolve_endpoints(
@@ -250,11 +287,23 @@ def running_pid() -> int | None:
 
 
 def read_curve_key(path: Path, *, secret: bool) -> bytes:
-    """A Z85 CURVE key from a file: the key alone, or a zmq certificate file."""
+    """A Z85 CURVE key from a file: the key alone, or a zmq certificate file.
+
+    A secret key that others may read is refused: whoever reads it can pose as the daemon.
+    """
     try:
+        st = path.stat()
+        if secret and st.st_mode & 0o077:
+            raise UserError(
+                f"{path}: CURVE secret key readable by others (mode {st.st_mode & 0o777:o}); "
+                f"run chmod 600 {path}"
+            )
+        if st.st_size > 4096:
+            raise UserError(f"{path}: not a CURVE key file (over 4 KB)")
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read CURVE key: {exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UserError(f"{path}: cannot read CURVE key: {reason}") from None
     wanted = "secret-key" if secret else "public-key"
     for line in text.splitlines():
         line = line.strip()
@@ -268,3 +317,21 @@ def read_curve_key(path: Path, *, secret: bool) -> bytes:
         if len(line) == 40:
             return line.encode("ascii")
     raise UserError(f"{path}: expected a 40-character Z85 CURVE {wanted}")
+
+
+def read_allowed_keys(directory: Path) -> frozenset[bytes]:
+    """The client public keys in an allow-list directory (one key or certificate per file).
+
+    Files named *.key_secret (zmq.auth's secret halves) and dot-files are skipped.
+    """
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        raise UserError(f"{directory}: cannot read the CURVE allow-list: {exc.strerror}") from None
+    keys = set()
+    for name in names:
+        path = directory / name
+        if name.startswith(".") or name.endswith("_secret") or not path.is_file():
+            continue
+        keys.add(read_curve_key(path, secret=False))
+    return frozenset(keys)

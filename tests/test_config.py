@@ -150,12 +150,22 @@ def test_runtime_dir_fallbacks(monkeypatch, tmp_path):
     assert paths.runtime_dir() in expected
 
 
-def test_private_dir_is_0700_and_tightened(tmp_path):
-    d = paths.ensure_private_dir(tmp_path / "a" / "b")
+def test_private_dir_is_0700_and_others_dirs_are_never_chmodded(tmp_path):
+    old_umask = os.umask(0o022)
+    try:
+        d = paths.ensure_private_dir(tmp_path / "a" / "b")
+    finally:
+        os.umask(old_umask)
     assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    # A directory it did not create keeps its mode: readable by others is the owner's call,
     os.chmod(d, 0o755)
     paths.ensure_private_dir(d)
-    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    assert stat.S_IMODE(d.stat().st_mode) == 0o755
+    # writable by others is refused in one line, and still not changed.
+    os.chmod(d, 0o777)
+    with pytest.raises(paths.UserError, match="writable by others") as info:
+        paths.ensure_private_dir(d)
+    assert "\n" not in str(info.value) and stat.S_IMODE(d.stat().st_mode) == 0o777
 
 
 def test_private_dir_refuses_a_file(tmp_path):
@@ -186,3 +196,84 @@ def test_unquoted_null_backend_means_the_null_output(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("output:\n  backend: null\n")
     assert load_config(path).output.backend == "null"
+
+
+def test_every_bad_key_is_reported_at_once_one_line_each():
+    data = {
+        "generatr": {"backend": "synth"},
+        "playback": {"crossfade": "long", "volum": 3, "volume": 200},
+        "output": {"rate": 10**400},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "c.yaml")
+    lines = str(info.value).splitlines()
+    assert lines == info.value.problems
+    assert lines == [
+        "c.yaml: generatr: unknown key, did you mean generator?",
+        'c.yaml: playback.crossfade: expected seconds between 0 and 60, got "long"',
+        "c.yaml: playback.volum: unknown key, did you mean volume?",
+        "c.yaml: playback.volume: expected an integer between 0 and 100, got 200",
+        "c.yaml: output.rate: expected an integer between 8000 and 192000, got "
+        + "1"
+        + "0" * 56
+        + "...",
+    ]
+
+
+def test_a_rule_on_a_key_already_reported_is_not_repeated():
+    with pytest.raises(ConfigError) as info:
+        parse_config({"generator": {"backend": "command", "command": "x"}}, "c.yaml")
+    assert info.value.problems == [
+        'c.yaml: generator.command: expected a list of strings, e.g. ["my-gen", "{prompt}", '
+        '"{seconds}", "{output}"], got "x"'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # 333 bytes that expand to billions of values with an alias-expanding loader.
+        (
+            'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
+            + "".join(
+                f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n"
+                for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+            ),
+            "line 1, column 4: anchors and aliases (&name, *name) are not supported",
+        ),
+        ("prompt: &p calm\n", "anchors and aliases"),
+        ("playback:\n  volume: " + "9" * 400 + "\n", "playback.volume: expected an integer"),
+        ("playback:\n  crossfade: 1e400\n", "playback.crossfade: expected seconds"),
+        ("prompt: " + "[" * 200 + "]" * 200 + "\n", "nested more than 32 levels deep"),
+        ('prompt: "calm \\ud800 pads"\n', "invalid Unicode"),
+        ('prompt: "calm \\x07 pads"\n', "prompt: expected a non-empty prompt"),
+        ("prompt: " + "9" * 5000 + "\n", "c.yaml: "),
+    ],
+)
+def test_yaml_is_parsed_with_bounds(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert message in str(info.value)
+    assert str(info.value).startswith(str(path) + ":")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dir", "huge", "binary", "nul"])
+def test_config_that_is_not_a_small_text_file_is_one_line(tmp_path, kind):
+    path = tmp_path / "c.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)  # reading it would block forever
+    elif kind == "dir":
+        path.mkdir()
+    elif kind == "huge":
+        path.write_text("# " + "x" * 300_000 + "\n")
+    elif kind == "binary":
+        path.write_bytes(b"prompt: \xff\xfe\n")
+    else:
+        path.write_bytes(b"prompt: a\0b\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: cannot read: ") and "\n" not in text

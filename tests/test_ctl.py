@@ -227,21 +227,37 @@ def test_tcp_endpoint_needs_curve_and_works_with_the_key(tmp_path):
     import zmq.auth
 
     public, secret = zmq.auth.create_certificates(str(tmp_path), "server")
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    _client_public, client_secret = zmq.auth.create_certificates(str(allowed), "laptop")
+    _other_public, other_secret = zmq.auth.create_certificates(str(tmp_path), "stranger")
+    for key in (secret, client_secret, other_secret):
+        os.chmod(key, 0o600)  # pyzmq writes them 0644; the daemon refuses that
     with socket.socket() as s:  # a free port on loopback
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     endpoint = f"tcp://127.0.0.1:{port}"
     cfg = base_config(tmp_path / "out.wav")
-    cfg["control"] = {"endpoint": endpoint, "curve_secret_key_file": secret}
+    cfg["control"] = {
+        "endpoint": endpoint,
+        "curve_secret_key_file": secret,
+        "curve_allowed_keys_dir": str(allowed),
+    }
     d = Daemon(tmp_path, cfg)
     d.env[protocol.ENDPOINT_ENV] = endpoint
     d.env[protocol.SERVER_KEY_ENV] = public
+    d.env[protocol.CLIENT_KEY_ENV] = client_secret
     try:
         d.start(wait_loop=False)
         assert d.ok("ping").strip() == "pong"
         # Without the server's key the client refuses to talk in the clear (usage error).
         env = {k: v for k, v in d.env.items() if k != protocol.SERVER_KEY_ENV}
         assert ctl(env, "ping").returncode == 2
+        # A key pair that is not in the allow-list is refused at the handshake.
+        stranger = {**d.env, protocol.CLIENT_KEY_ENV: other_secret}
+        r = ctl(stranger, "ping", "--timeout", "2")
+        assert r.returncode != 0 and "no answer" in r.stderr, r.stderr
+        assert "refused a CURVE client with an unlisted key" in d.log()
         # A plain ZeroMQ client gets no answer at all from the encrypted socket.
         sock = zmq.Context.instance().socket(zmq.REQ)
         sock.linger = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
 import numpy as np
@@ -156,3 +157,68 @@ def test_pick_prefers_the_prompt_and_the_least_recently_played(tmp_path):
     assert lib.pick("rainy lofi", {a.id, b.id}).id == c.id  # other prompts as a last resort
     assert lib.pick("jazz", {a.id, b.id, c.id}) is None
     assert isinstance(lib.pick("techno", set()), LoopEntry)
+
+
+def _breakers(side: dict) -> dict:
+    """Sidecar contents that must each be skipped (name -> bytes or a maker)."""
+    deep = b'{"id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    return {
+        "deep": deep,
+        "not-utf8": json.dumps(side).encode().replace(b"rainy", b"\xff\xfe"),
+        "surrogate": json.dumps({**side, "prompt": "calm \ud800"}).encode(),
+        "control": json.dumps({**side, "prompt": "calm\x1b[2J"}).encode(),
+        "huge-int": json.dumps({**side, "created": 10**400}).encode(),
+        "infinite": json.dumps({**side, "seconds": float("inf")}).encode(),
+        "huge": b'{"id": "' + b"x" * 5_000_000 + b'"}',
+        "no-rate": json.dumps({**side, "rate": 0}).encode(),
+        "list": b"[1, 2]",
+        "empty": b"",
+    }
+
+
+def test_any_broken_sidecar_is_skipped_with_one_warning(tmp_path, caplog):
+    lib = Library(tmp_path, 100)
+    lib.scan()
+    good = lib.add(noise(0.2), RATE, meta())
+    side = json.loads(good.path.with_suffix(".json").read_text())
+    cases = _breakers(side)
+    for i, (_name, data) in enumerate(cases.items()):
+        entry = lib.add(noise(0.2, i + 1), RATE, meta())
+        sidecar = entry.path.with_suffix(".json")
+        # Keep the id matching the file name, so only the broken part is to blame.
+        sidecar.write_bytes(data.replace(good.id.encode(), entry.id.encode()))
+    fifo = lib.add(noise(0.2, 99), RATE, meta())
+    fifo.path.with_suffix(".json").unlink()
+    os.mkfifo(fifo.path.with_suffix(".json"))  # reading it would block the start forever
+    (tmp_path / "dir.json").mkdir()
+    caplog.set_level(logging.WARNING, "infiniloopd.library")
+    again = Library(tmp_path, 100)
+    again.scan()
+    assert [e.id for e in again.entries()] == [good.id]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == len(cases) + 2, warnings
+    assert all("\n" not in w and len(w) < 400 for w in warnings)
+    for w in warnings:
+        w.encode("utf-8")  # nothing undecodable reaches the log
+
+
+def test_loops_of_another_rate_or_channel_count_are_converted(tmp_path):
+    t = np.arange(RATE) / RATE
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # 440 whole cycles: a loop
+    lib = Library(tmp_path, 100)
+    lib.scan()
+    mono = lib.add(tone[:, None], RATE, meta())
+    at_44k = Library(tmp_path, 100, rate=44100, channels=2)
+    at_44k.scan()
+    audio = at_44k.load(at_44k.get(mono.id))
+    assert audio.shape == (44100, 2)
+    # Same pitch (not played fast or slow): the peak of the spectrum stays at 440 Hz.
+    spectrum = np.abs(np.fft.rfft(audio[:, 0]))
+    assert abs(np.argmax(spectrum) * 44100 / len(audio) - 440) < 2
+    # Still seamless: the jump across the wrap is no bigger than between neighbours.
+    steps = np.abs(np.diff(audio[:, 0]))
+    assert abs(audio[0, 0] - audio[-1, 0]) <= steps.max() * 1.05
+    assert np.array_equal(audio[:, 0], audio[:, 1])
+    same = Library(tmp_path, 100, rate=RATE, channels=1)
+    same.scan()
+    assert np.allclose(same.load(same.get(mono.id))[:, 0], tone, atol=1e-5)

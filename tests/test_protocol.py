@@ -158,3 +158,80 @@ def test_running_pid_reads_live_pid(tmp_path, monkeypatch):
     dead.wait()
     lock.write_text(f"{dead.pid}\n")
     assert protocol.running_pid() is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"cmd": "prompt", "args": {"text": "calm \\ud800 pads"}}',
+        b'{"cmd": "prompt", "args": {"text": "\\udfff"}}',
+        b'{"cmd": "prompt", "args": {"text": "bell\\u0007"}}',
+        b'{"cmd": "prompt", "args": {"text": "a\\nb"}}',
+        b'{"cmd": "prompt", "args": {"text": "a\\u009bb"}}',
+    ],
+)
+def test_text_that_may_not_enter_is_refused_at_the_socket(raw):
+    cmd = Command("prompt", lambda a: a, (Arg("text", max_len=1000),))
+    name, args = protocol.decode_request([raw])
+    with pytest.raises(ProtocolError) as info:
+        validate(cmd, args)
+    assert info.value.code == protocol.BAD_ARGUMENT
+    message = str(info.value)
+    assert message.startswith("prompt: text: expected text of at most 1000 characters, got ")
+    message.encode("utf-8")  # the refusal itself is valid text
+    assert "\n" not in message and "\x07" not in message
+
+
+def test_client_checks_the_default_socket_is_its_own(tmp_path):
+    import socket as pysocket
+    import stat
+
+    from infiniloopd import paths
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    sock_path = run / "control.sock"
+    paths.check_own_socket(sock_path)  # nothing there yet: "not running" is said elsewhere
+    s = pysocket.socket(pysocket.AF_UNIX)
+    s.bind(str(sock_path))
+    try:
+        paths.check_own_socket(sock_path)
+        os.chmod(run, 0o777)  # e.g. a /tmp fallback anyone could have made
+        with pytest.raises(paths.UserError, match="writable by others"):
+            paths.check_own_socket(sock_path)
+        os.chmod(run, 0o700)
+        if os.getuid() == 0:  # root can play the other user who created the directory
+            os.chown(run, 65534, -1)
+            with pytest.raises(paths.UserError, match="belongs to uid 65534"):
+                paths.check_own_socket(sock_path)
+            os.chown(run, 0, -1)
+    finally:
+        s.close()
+    sock_path.unlink()
+    sock_path.write_text("")  # a plain file where the socket should be
+    with pytest.raises(paths.UserError, match="not a socket"):
+        paths.check_own_socket(sock_path)
+    assert stat.S_ISREG(sock_path.lstat().st_mode)
+
+
+def test_the_daemon_never_unlinks_what_is_not_a_socket(tmp_path):
+    import asyncio
+
+    from infiniloopd.control import ControlServer
+    from infiniloopd.errors import UserError
+
+    victim = tmp_path / "control.sock"
+    victim.write_text("precious")
+    ep = protocol.Endpoints(f"ipc://{victim}", f"ipc://{tmp_path / 'events.sock'}")
+
+    async def main():
+        server = ControlServer(ep, {})
+        try:
+            with pytest.raises(UserError, match="not a socket") as info:
+                server.start()
+            assert "\n" not in str(info.value)
+        finally:
+            server.close()
+
+    asyncio.run(main())
+    assert victim.read_text() == "precious"

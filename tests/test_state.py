@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+
+import pytest
 
 from infiniloopd.state import State, load_state, save_state, state_path
 
@@ -81,3 +84,54 @@ def test_history_round_trips_and_malformed_entries_are_dropped(tmp_path):
     )
     back = load_state(path).history
     assert back == [good, {**good, "bpm": None}]
+
+
+def test_texts_that_may_not_enter_are_dropped_not_persisted(tmp_path):
+    path = tmp_path / "state.json"
+    # json.dumps writes the lone surrogate as the escape a client would send.
+    path.write_text(
+        json.dumps(
+            {
+                "prompt": "calm \ud800 pads",
+                "preset": "bell\x07",
+                "volume": 10**400,
+                "crossfade": 1e308 * 10,
+                "stats": {"synth/x": {"clips": 3, "deep": {"a": [1]}}, "\udcff": {"clips": 1}},
+                "history": [
+                    {"id": "a\ud800", "started": 1.0},
+                    {"id": "ok", "started": 2.0, "prompt": "x\x1b[31m"},
+                ],
+            }
+        )
+    )
+    st = load_state(path)
+    assert (st.prompt, st.preset, st.volume, st.crossfade) == (None, None, None, None)
+    assert st.stats == {"synth/x": {"clips": 3}}
+    assert [h["id"] for h in st.history] == ["ok"] and st.history[0]["prompt"] == ""
+    save_state(st, path)
+    path.read_bytes().decode("utf-8")  # strict: nothing invalid written back
+    assert "\\ud" not in path.read_text()
+
+
+@pytest.mark.parametrize("kind", ["binary", "huge-int", "deep", "huge", "dir", "fifo", "nul"])
+def test_any_unreadable_state_is_moved_aside_and_the_start_goes_on(tmp_path, caplog, kind):
+    path = tmp_path / "state.json"
+    if kind == "binary":
+        path.write_bytes(b'{"prompt": "\xff\xfe"}')
+    elif kind == "huge-int":
+        path.write_text('{"volume": ' + "9" * 5000 + "}")
+    elif kind == "deep":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    elif kind == "huge":
+        path.write_text('{"prompt": "' + "x" * 2_000_000 + '"}')
+    elif kind == "dir":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(b"\0\0\0")
+    assert load_state(path) == State()
+    assert not path.exists()
+    assert len(list(tmp_path.glob("state.json.corrupt-*"))) == 1
+    warnings = [r for r in caplog.records if "corrupt state file" in r.getMessage()]
+    assert len(warnings) == 1 and "\n" not in warnings[0].getMessage()

@@ -9,6 +9,7 @@ killed, and how the file it wrote is checked before anyone trusts it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import logging
@@ -16,6 +17,7 @@ import math
 import os
 import pty
 import re
+import secrets
 import shutil
 import signal
 import struct
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from infiniloopd.errors import UserError
+from infiniloopd.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,10 @@ class Generator(Protocol):
 LENGTH_TOLERANCE = 0.2
 # Peak below this (about -80 dBFS) is silence, not quiet music.
 SILENCE_PEAK = 1e-4
+# Beyond these a header describes no clip a generator should have written.
+MAX_SECONDS = 600.0
+MAX_CHANNELS = 16
+MAX_RATE = 384000
 
 
 @dataclass
@@ -86,6 +93,24 @@ def validate_wav(path: Path, seconds: float | None, who: str) -> ClipFacts:
         raise GeneratorError(f"{who}: cannot read {path}: {exc.strerror}") from None
     if size == 0:
         raise GeneratorError(f"{who}: wrote an empty file {path}")
+    # The header first: a clip that claims hours of audio (or a thousand channels) is
+    # refused before anything is decoded into memory.
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise GeneratorError(f"{who}: {path} is not a readable audio file ({reason})") from None
+    if not (1 <= info.channels <= MAX_CHANNELS and 1000 <= info.samplerate <= MAX_RATE):
+        raise GeneratorError(
+            f"{who}: {path}: {info.channels} channels at {info.samplerate} Hz is not a clip"
+        )
+    claimed = info.frames / info.samplerate
+    longest = MAX_SECONDS if seconds is None else seconds * (1 + LENGTH_TOLERANCE) + 0.5
+    if claimed > longest:
+        raise GeneratorError(
+            f"{who}: {path} is {claimed:.2f} s long (by its header), expected "
+            + (f"about {seconds:g} s" if seconds is not None else f"at most {MAX_SECONDS:g} s")
+        )
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
@@ -108,6 +133,11 @@ def validate_wav(path: Path, seconds: float | None, who: str) -> ClipFacts:
     if peak < SILENCE_PEAK:
         raise GeneratorError(f"{who}: {path} is silent (peak {_db(peak)})")
     return ClipFacts(path=path, rate=int(rate), channels=int(channels), seconds=length, peak=peak)
+
+
+async def check_clip(path: Path, seconds: float | None, who: str) -> ClipFacts:
+    """validate_wav off the event loop: decoding a clip takes a while, requests do not wait."""
+    return await asyncio.to_thread(validate_wav, path, seconds, who)
 
 
 def _db(x: float) -> str:
@@ -186,11 +216,136 @@ class LowPriority:
         return cmd
 
 
+# A generator's output is kept for its last message; a chatty one may not fill memory.
+OUTPUT_KEEP = 64 * 1024
+# Every generator child gets this in its environment, "<daemon pid>-<token>"; its
+# helpers inherit it, even those that start their own session (setsid) and so escape
+# a process-group kill: that is how they are found and killed when it is over.
+TAG_ENV = "INFINILOOP_GENERATOR_TAG"
+# After the child exits, how long its output may still trickle in (from helpers).
+DRAIN_SECONDS = 2.0
+
+
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
     # The child leads its own session, so its pid is the group id: this also reaches any
     # helpers it started (and the nice/chrt wrappers, which exec into it anyway).
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _tagged_processes(match: Callable[[str], bool]) -> list[int]:
+    """Pids of this user's processes whose TAG_ENV value satisfies `match`."""
+    found = []
+    key = TAG_ENV.encode() + b"="
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                environ = f.read(1 << 20)
+        except OSError:
+            continue  # gone, or not ours
+        for item in environ.split(b"\0"):
+            if item.startswith(key):
+                if match(item[len(key) :].decode("ascii", "replace")):
+                    found.append(int(name))
+                break
+    return found
+
+
+def kill_tagged(tag: str) -> int:
+    """SIGKILL every process carrying generator tag `tag`; how many were found."""
+    pids = _tagged_processes(lambda value: value == tag)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
+
+
+def kill_orphaned_generators() -> int:
+    """Kill generator processes left by a daemon that is gone (crashed, SIGKILLed).
+
+    The direct child dies with its daemon (parent-death signal); a helper that started
+    its own session does not, and is found here by its tag at the next start.
+    """
+
+    def orphaned(value: str) -> bool:
+        owner = value.partition("-")[0]
+        if not owner.isdigit():
+            return False
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return int(owner) != os.getpid() and not _is_daemon(int(owner))
+
+    pids = _tagged_processes(orphaned)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    if pids:
+        log.warning("killed %d generator process(es) left by a previous daemon", len(pids))
+    return len(pids)
+
+
+def _is_daemon(pid: int) -> bool:
+    """Whether `pid` is a running infiniloopd (a pid reused by something else is not)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"infiniloopd" in f.read(4096)
+    except OSError:
+        return False
+
+
+_PDEATHSIG: list[str] | None = None
+
+
+def _pdeathsig_prefix() -> list[str]:
+    """`setpriv --pdeathsig KILL`: the child is killed by the kernel if the daemon dies.
+
+    An exec wrapper like nice and chrt (no preexec_fn, which is not fork-safe with
+    threads); the setting survives the execs into nice, chrt and the program.
+    """
+    global _PDEATHSIG
+    if _PDEATHSIG is None:
+        setpriv = shutil.which("setpriv")
+        ok = False
+        if setpriv:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                ok = (
+                    subprocess.run(
+                        [setpriv, "--pdeathsig", "KILL", "true"],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        timeout=5,
+                    ).returncode
+                    == 0
+                )
+        if not ok:
+            log.info("setpriv --pdeathsig not available; generators are tracked by tag only")
+        _PDEATHSIG = [setpriv, "--pdeathsig", "KILL"] if ok and setpriv else []
+    return _PDEATHSIG
+
+
+class _Tail:
+    """The last OUTPUT_KEEP characters of a stream, without holding more."""
+
+    def __init__(self) -> None:
+        self._parts: collections.deque[str] = collections.deque()
+        self._size = 0
+
+    def add(self, text: str) -> None:
+        self._parts.append(text)
+        self._size += len(text)
+        while self._size - len(self._parts[0]) >= OUTPUT_KEEP:
+            self._size -= len(self._parts.popleft())
+
+    def text(self) -> str:
+        return "".join(self._parts)[-OUTPUT_KEEP:]
 
 
 async def run_process(
@@ -208,7 +363,10 @@ async def run_process(
 
     With `use_pty`, stdout and stderr are a pseudo-terminal so programs that draw
     progress bars only on a terminal still draw them. A timeout kills the whole
-    process group and raises GeneratorError; cancelling the awaiting task kills it too.
+    process tree and raises GeneratorError; cancelling the awaiting task kills it too.
+    The output is read from a pipe of our own, never through asyncio's pipe transport:
+    that one makes `wait()` wait for every holder of the pipe, so a helper left behind
+    by the generator would hold the daemon up. Only the last 64 KB of output are kept.
     """
     # Resolve the program here: behind the nice/chrt wrappers a missing program would
     # only show up as the wrapper's exit 127.
@@ -218,14 +376,21 @@ async def run_process(
         raise GeneratorError(f"{who}: {program}: no such file (or not on PATH)")
     if os.path.isdir(resolved) or not os.access(resolved, os.X_OK):
         raise GeneratorError(f"{who}: {program}: not executable (permission denied)")
-    cmd = [*(priority.prefix() if priority else []), resolved, *argv[1:]]
+    cmd = [
+        *_pdeathsig_prefix(),
+        *(priority.prefix() if priority else []),
+        resolved,
+        *argv[1:],
+    ]
+    tag = f"{os.getpid()}-{secrets.token_hex(6)}"
+    child_env = dict(os.environ if env is None else env)
+    child_env[TAG_ENV] = tag
     loop = asyncio.get_running_loop()
-    chunks: list[str] = []
-    master = slave = -1
+    tail = _Tail()
     done_reading = loop.create_future()
 
     def feed(text: str) -> None:
-        chunks.append(text)
+        tail.add(text)
         if on_output is not None:
             on_output(text)
 
@@ -233,19 +398,17 @@ async def run_process(
         master, slave = pty.openpty()
         # A real width, so "wide" bars are drawn instead of collapsing to nothing.
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
-        out_target: int = slave
-        err_target: int = slave
     else:
-        out_target = asyncio.subprocess.PIPE
-        err_target = asyncio.subprocess.STDOUT
+        master, slave = os.pipe()
+    os.set_inheritable(master, False)
     start = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(
             *cmd,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=out_target,
-            stderr=err_target,
-            env=env,
+            stdout=slave,
+            stderr=slave,
+            env=child_env,
             cwd=cwd,
             start_new_session=True,
         )
@@ -277,69 +440,61 @@ async def run_process(
         decoder_state["pending"] = buf[cut:]
         return buf[:cut].decode("utf-8", "replace")
 
-    reader_task: asyncio.Task[None] | None = None
-    if use_pty:
-        os.close(slave)
-        slave = -1
-        os.set_blocking(master, False)
+    os.close(slave)
+    slave = -1
+    os.set_blocking(master, False)
 
-        def on_readable() -> None:
-            try:
-                data = os.read(master, 65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""  # EIO: every holder of the slave side has gone
-            if not data:
-                loop.remove_reader(master)
-                if not done_reading.done():
-                    done_reading.set_result(None)
-                return
-            feed(decode(data))
-
-        loop.add_reader(master, on_readable)
-    else:
-        assert proc.stdout is not None
-        stream = proc.stdout
-
-        async def pump() -> None:
-            while data := await stream.read(65536):
-                feed(decode(data))
+    def on_readable() -> None:
+        try:
+            data = os.read(master, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""  # EIO: every holder of the terminal has gone
+        if not data:
+            loop.remove_reader(master)
             if not done_reading.done():
                 done_reading.set_result(None)
+            return
+        feed(decode(data))
 
-        reader_task = asyncio.create_task(pump())
+    loop.add_reader(master, on_readable)
+
+    def kill_all() -> None:
+        _kill_group(proc)
+        kill_tagged(tag)
 
     try:
         try:
             await asyncio.wait_for(proc.wait(), timeout)
         except TimeoutError:
-            _kill_group(proc)
+            kill_all()
             await proc.wait()
             raise GeneratorError(
                 f"{who}: no result after {timeout:g} s (generator.timeout); killed it"
             ) from None
-        # A grandchild may still hold the terminal; do not wait on it forever.
+        # A helper may still hold the pipe or terminal; do not wait on it for long.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(done_reading), 2.0)
+            await asyncio.wait_for(asyncio.shield(done_reading), DRAIN_SECONDS)
     except asyncio.CancelledError:
-        _kill_group(proc)
+        kill_all()
         with contextlib.suppress(ProcessLookupError):
             await asyncio.shield(proc.wait())
         raise
     finally:
         if proc.returncode is None:
             _kill_group(proc)
-        if use_pty:
-            loop.remove_reader(master)
-        if reader_task is not None:
-            reader_task.cancel()
+        # Whatever the generator left running (helpers in their own session included)
+        # is over with it.
+        if kill_tagged(tag):
+            log.info("%s: killed helper processes the generator left running", who)
+        loop.remove_reader(master)
         _close(master, slave)
-    tail = decoder_state["pending"].decode("utf-8", "replace")
-    if tail:
-        feed(tail)
+    rest = decoder_state["pending"].decode("utf-8", "replace")
+    if rest:
+        feed(rest)
     return ProcessResult(
-        returncode=proc.returncode or 0, output="".join(chunks), seconds=time.monotonic() - start
+        returncode=proc.returncode or 0, output=tail.text(), seconds=time.monotonic() - start
     )
 
 
@@ -362,7 +517,8 @@ def last_message(output: str, limit: int = 200) -> str:
     """The most telling line of a failed program's output, for a one-line error."""
     lines = []
     for raw in strip_ansi(output).replace("\r", "\n").splitlines():
-        line = " ".join(raw.split())
+        # Tabs become spaces; other control characters cannot reach a one-line message.
+        line = printable(" ".join(raw.split()))
         if line:
             lines.append(line)
     if not lines:

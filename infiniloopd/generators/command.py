@@ -20,9 +20,9 @@ from infiniloopd.generators.base import (
     GeneratorError,
     LowPriority,
     ProgressFn,
+    check_clip,
     check_exit,
     run_process,
-    validate_wav,
 )
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class CommandGenerator:
             ticker.cancel()
             self.phase = "idle"
         check_exit(result, who)
-        validate_wav(out, seconds, who)
+        await check_clip(out, seconds, who)  # off the event loop
         self._last_wall = result.seconds
         progress(1.0)
         return out

@@ -29,11 +29,11 @@ from infiniloopd.generators.base import (
     GeneratorError,
     LowPriority,
     ProgressFn,
+    check_clip,
     check_exit,
     last_message,
     run_process,
     strip_ansi,
-    validate_wav,
 )
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class MusicGPTGenerator:
         if not out.exists():
             # Older releases log the error and still exit 0.
             raise GeneratorError(f"{who} wrote no file: {last_message(result.output)}")
-        facts = validate_wav(out, float(secs), who)
+        facts = await check_clip(out, float(secs), who)  # off the event loop
         wall = result.seconds
         if parser.download_ended_at is not None:
             wall = time.monotonic() - parser.download_ended_at
