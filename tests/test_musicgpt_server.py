@@ -336,7 +336,15 @@ def test_config_servers_key():
     assert cfg.generator.servers == ["ws://gpu:8642/ws", "wss://x/ws"]
     with pytest.raises(ConfigError, match="generator.servers: expected a list of MusicGPT"):
         parse_config({"generator": {"backend": "musicgpt-server"}})
-    for bad in (["http://gpu:8642/ws"], "ws://gpu/ws", [], ["ws://gpu:99999/ws"], ["ws:///ws"]):
+    for bad in (
+        ["http://gpu:8642/ws"],
+        "ws://gpu/ws",
+        [],
+        ["ws://gpu:99999/ws"],
+        ["ws:///ws"],
+        ["ws://gpu/ws\x07"],
+        ["ws://a/ws", "ws://a/ws"],
+    ):
         with pytest.raises(ConfigError, match="generator.servers: expected a list of distinct"):
             parse_config({"generator": {"servers": bad}})
 
