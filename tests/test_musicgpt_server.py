@@ -228,6 +228,33 @@ def test_a_request_the_server_drops_on_an_abort_is_not_awaited_forever(servers, 
     assert "silent" in msg and s.url in msg
 
 
+def test_a_server_that_is_not_musicgpt_or_never_greets(tmp_path):
+    from websockets.asyncio.server import serve
+
+    async def other(ws) -> None:  # some other WebSocket service
+        await ws.send(json.dumps({"Hello": {"version": 1}}))
+        await ws.wait_closed()
+
+    async def mute(ws) -> None:  # accepts, then says nothing
+        await ws.wait_closed()
+
+    async def scenario() -> list[str]:
+        errors = []
+        for handler in (other, mute):
+            async with serve(handler, "127.0.0.1", 0) as server:
+                port = server.sockets[0].getsockname()[1]
+                g = make([f"ws://127.0.0.1:{port}/ws"])
+                g.connect_timeout = 1.0
+                with pytest.raises(GeneratorError) as info:
+                    await one(g, tmp_path / "clip.wav")
+                errors.append(str(info.value))
+        return errors
+
+    other_error, mute_error = run(scenario())
+    assert "not a MusicGPT server (greeting 'Hello')" in other_error
+    assert "no answer within 1 s of connecting" in mute_error
+
+
 def test_server_not_there(tmp_path):
     url = f"ws://127.0.0.1:{fake.free_port()}/ws"
     g = make([url])
