@@ -193,10 +193,19 @@ def test_a_silent_server_is_given_up_and_the_next_one_used(servers, tmp_path):
     good = servers()
     g = make([hung.url, good.url], timeout=60.0)
     g.silence_limit = 1.5
-    out = run(one(g, tmp_path / "clip.wav"))
+
+    async def scenario() -> tuple[Path, list[dict]]:
+        out = await one(g, tmp_path / "clip.wav")
+        return out, g.servers  # while the loop runs: connections as they are
+
+    out, status = run(scenario())
     assert len(requests(hung)) == 1 and len(requests(good)) == 1
     assert out.exists()
-    assert "silent" in g.servers[0]["last_error"]
+    assert "silent" in status[0]["last_error"]
+    # The silent server's connection is dropped (a new one next time); the good one stays.
+    assert [st["connected"] for st in status] == [False, True]
+    # It was told to drop the request, in case it only stopped talking.
+    assert len(requests(hung, "AbortGeneration")) == 1
 
 
 def test_a_request_the_server_drops_on_an_abort_is_not_awaited_forever(servers, tmp_path):

@@ -80,6 +80,10 @@ class ServerFailure(Exception):
     """This server did not deliver this clip; another server may."""
 
 
+class _Silence(ServerFailure):
+    """The server said nothing at all for too long while a request of ours waited."""
+
+
 class _SharedFailure(ServerFailure):
     """A connection attempt another clip made and already counted as a failure."""
 
@@ -558,11 +562,16 @@ class MusicGPTServerGenerator:
             # A prompt change: tell the server, but never wait for its answer.
             self._abort(server, conn, req)
             raise
-        except ServerFailure:
+        except ServerFailure as exc:
             if not req.done.done() and (task := self._abort(server, conn, req)):
                 # Our own time limit, not the server's answer: the job may still run.
                 # Not cancelled, so the (bounded) send can be awaited here.
                 await task
+            if isinstance(exc, _Silence) and server.conn is conn:
+                # A server whose broadcast fell behind stops sending to that client for
+                # good, with the socket still open: the next clip gets a new connection.
+                server.conn = None
+                conn.transport.abort()
             raise
         finally:
             server.requests.pop(job, None)
@@ -608,7 +617,7 @@ class MusicGPTServerGenerator:
                 raise ServerFailure(f"no result after {self.cfg.timeout:g} s (generator.timeout)")
             silent = now - max(server.last_heard, req.sent_at)
             if silent >= self.silence_limit:
-                raise ServerFailure(f"silent for {silent:.0f} s while a request waited")
+                raise _Silence(f"silent for {silent:.0f} s while a request waited")
             wait = min(deadline - now, self.silence_limit - silent, 5.0)
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(asyncio.shield(req.done), wait)
