@@ -70,6 +70,7 @@ SILENCE_LIMIT = 120.0  # a running job reports progress many times a second
 BACKOFF_BASE = 5.0
 BACKOFF_MAX = 300.0
 IDLE_CLOSE = 300.0  # an unused connection is closed after this long
+SEND_TIMEOUT = 10.0  # for sending a request (a full socket buffer: a stuck server)
 ABORT_TIMEOUT = 2.0  # for sending AbortGeneration; its answer is never awaited
 FOREIGN_STALE = 60.0  # another client's job not heard of for this long is over
 MAX_CLIP_BYTES = 64 * 1024 * 1024  # 30 s of 32 kHz float is 4 MB
@@ -464,7 +465,8 @@ class MusicGPTServerGenerator:
         finally:
             if server.conn is conn:
                 server.conn = None
-                server.foreign.clear()
+            if server.conn is None:
+                server.foreign.clear()  # a new connection hears the jobs afresh
             for req in list(server.requests.values()):
                 if not req.done.done():
                     req.done.set_exception(ServerFailure(reason))
@@ -554,7 +556,7 @@ class MusicGPTServerGenerator:
             self.phase = "queued on server"
             progress(0.0)
             try:
-                await asyncio.wait_for(conn.send(json.dumps(message)), ABORT_TIMEOUT * 5)
+                await asyncio.wait_for(conn.send(json.dumps(message)), SEND_TIMEOUT)
             except Exception as exc:  # closed under us, or a send that never completes
                 raise ServerFailure(f"sending the request failed: {exc!r}") from None
             relpath = await self._wait(server, req, deadline)
