@@ -237,8 +237,11 @@ def lock_path() -> Path:
 
 def running_pid() -> int | None:
     """The PID recorded by a live daemon in the lock file, or None if none is running."""
+    from infiniloopd.atomic import read_bounded  # stdlib only: light enough for the client
+
     try:
-        text = lock_path().read_text(encoding="ascii").strip()
+        # Bounded and non-blocking: whatever sits at that path cannot hang the client.
+        text = read_bounded(lock_path(), 64).decode("ascii").strip()
         pid = int(text.split()[0])
     except (OSError, ValueError, IndexError):
         return None
