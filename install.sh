@@ -27,6 +27,9 @@ if [ "$with_test" = 1 ]; then
     # Real sound servers for the tests, systemd-analyze for the unit, load for benchmarks.
     packages+=(pulseaudio pipewire pipewire-pulse wireplumber dbus dbus-daemon systemd
                sox stress-ng procps)
+    # Real clients for the network outputs: ffmpeg/ffprobe decode the HTTP stream,
+    # snapserver + snapclient carry the Snapcast output.
+    packages+=(ffmpeg snapserver snapclient)
 fi
 
 missing=()

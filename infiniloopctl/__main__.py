@@ -135,10 +135,33 @@ def status_line(st: dict[str, Any]) -> str:
         pct = f" {progress * 100:.0f}%" if isinstance(progress, (int, float)) else ""
         parts.append(f"generating{pct}")
     parts.append(f"queue {queue}")
+    if st.get("skip_pending"):
+        parts.append("next pending")
     if st.get("consecutive_failures"):
         parts.append(f"failing x{st['consecutive_failures']}")
     parts.append(json.dumps(st.get("prompt", ""), ensure_ascii=False))
     return "  ".join(parts)
+
+
+def server_line(srv: dict[str, Any]) -> str:
+    """One MusicGPT server of the musicgpt-server backend, for status -v."""
+    state = "connected" if srv.get("connected") else "not connected"
+    if srv.get("retry_in"):
+        state = f"resting {fmt_num(srv['retry_in'], 's')}"
+    known = f"{srv.get('model')} on {srv.get('device')}" if srv.get("model") else "not seen yet"
+    rtf = srv.get("realtime_factor")
+    speed = (
+        f", mean {fmt_num(srv.get('mean_seconds'), 's')}, {fmt_num(rtf)}x realtime"
+        if rtf is not None
+        else ""
+    )
+    line = (
+        f"server:     {srv.get('url')}  {known}  {state}, {srv.get('busy', 0)} busy, "
+        f"{srv.get('sent', 0)} sent, {srv.get('failures', 0)} failed{speed}"
+    )
+    if srv.get("last_error"):
+        line += f"  (last: {srv['last_error']})"
+    return line
 
 
 def status_verbose(st: dict[str, Any]) -> str:
@@ -163,9 +186,12 @@ def status_verbose(st: dict[str, Any]) -> str:
         "musicgpt": f"model {uses or gen.get('model')}, ",
         "synth": f"soundfont {uses}, " if uses else "",
         "command": f"{uses}, " if uses else "",
+        "musicgpt-server": f"model {uses}, " if uses else "",
     }.get(gen.get("backend"), "")
     clips = f"{fmt_num(gen.get('seconds'), 's')} clips"
     lines.append(f"generator:  {gen.get('backend')} ({what}{clips})  {doing}")
+    for srv in gen.get("servers") or []:
+        lines.append(server_line(srv))
     for model, s in sorted((st.get("stats") or {}).items()):
         lines.append(
             f"stats:      {model}: {s.get('clips', 0)} clips, mean "
@@ -191,6 +217,14 @@ def status_verbose(st: dict[str, Any]) -> str:
         f"output:     {st.get('output')} ({ok}, {st.get('xruns', 0)} xruns, "
         f"{st.get('stalls', 0)} stalls)"
     )
+    outputs = st.get("outputs") or []
+    if len(outputs) > 1:  # several at once: each with its own state
+        for o in outputs:
+            error = f": {o['error']}" if o.get("error") else ""
+            lines.append(
+                f"  - {o.get('description')} ({o.get('state')}{error}, "
+                f"{o.get('underruns', 0)} underruns)"
+            )
     lines.append(
         f"daemon:     pid {st.get('pid')}, worker pid {st.get('worker_pid')}, "
         f"up {fmt_time(st.get('uptime'))}, config {st.get('config')}"
@@ -209,6 +243,8 @@ def render(cmd: str, result: dict[str, Any], args: argparse.Namespace) -> str | 
     """Human output for a command's result (None prints nothing)."""
     if cmd == "status":
         return status_verbose(result) if args.verbose else status_line(result)
+    if cmd == "next" and result.get("pending"):
+        return result.get("message") or "next: as soon as the next loop is ready"
     if cmd in ("play", "pause", "toggle", "stop", "next"):
         return status_line(result["status"]) if "status" in result else None
     if cmd == "prompt":

@@ -57,6 +57,15 @@ def main(args: argparse.Namespace) -> int:
     from infiniloopd.player import Player
 
     output = make_output(out_cfg)
+    if not getattr(output, "paced", True):
+        # Rendered as fast as possible: time is counted in frames written, not on a clock.
+        if args.duration is None:
+            raise UserError(
+                "--duration: needed with an output that is not paced in real time "
+                "(output.realtime: false), or it would write without end"
+            )
+        _render(output, out_cfg, cfg.playback.volume / 100.0, loops, crossfade, args)
+        return 0
     player = Player(
         output,
         rate=out_cfg.rate,
@@ -96,6 +105,40 @@ def _cycle(player, loops, crossfade: float, each: float, duration: float | None,
             if len(loops) > 1 and status.key == key and status.played >= each:
                 break
         index = (index + 1) % len(loops)
+
+
+def _render(output, out_cfg, volume: float, loops, crossfade: float, args) -> None:
+    """The loops into an unpaced output: exactly `--duration` seconds of audio, then a
+    0.5 s fade-out, switching every `--each` seconds of audio, with the player's mixer."""
+    from infiniloopd.player.mixer import Mixer
+
+    rate = out_cfg.rate
+    block = max(16, round(rate * out_cfg.block_ms / 1000.0))
+    mixer = Mixer(rate, out_cfg.channels, block, volume=volume)
+    buf = np.zeros((block, out_cfg.channels), dtype=np.float32)
+    total = round(args.duration * rate)
+    each = round(args.each * rate) if len(loops) > 1 else total + 1
+    fade = round(0.5 * rate)
+    output.open(rate, out_cfg.channels)
+    try:
+        written, index, switch_at = 0, 0, 0
+        while written < total + fade:
+            if written == total:
+                mixer.stop(0.5)
+            if written == switch_at and written < total:
+                key, audio = loops[index]
+                mixer.play(key, audio, crossfade)
+                index = (index + 1) % len(loops)
+                switch_at += each
+            # Blocks end exactly at the next event (switch, stop, end).
+            events = [e for e in (switch_at, total, total + fade) if e > written]
+            n = min(block, min(events) - written)
+            mixer.render_into(buf[:n])
+            output.write(buf[:n])
+            written += n
+    finally:
+        output.close()
+    log.info("wrote %.1f s of audio to %s", written / rate, output.describe())
 
 
 def load_loop(path: Path, rate: int, channels: int) -> np.ndarray:

@@ -124,6 +124,32 @@ class PathKind(Kind):
 
 
 @dataclass(frozen=True)
+class Choices(Kind):
+    """A non-empty list of distinct names, each one of `choices`."""
+
+    choices: tuple[str, ...] = ()
+
+    def convert(self, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or len(set(map(str, value))) != len(value):
+            raise _Bad(self.expected)
+        if not all(isinstance(v, str) and v in self.choices for v in value):
+            raise _Bad(self.expected)
+        return list(value)
+
+
+@dataclass(frozen=True)
+class OutputList(Kind):
+    """The `outputs:` list, kept raw here; `_build_outputs` checks each entry."""
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, list) or not value:
+            raise _Bad("a list of outputs, e.g. [{backend: pulse}, {backend: http}]")
+        return value
+
+
+@dataclass(frozen=True)
 class Argv(Kind):
     """A command as a list of strings (never a shell line)."""
 
@@ -137,6 +163,36 @@ class Argv(Kind):
         return list(value)
 
 
+# --- musicgpt-server: the MusicGPT servers to use (kept as one block) ------------------
+
+
+@dataclass(frozen=True)
+class ServerUrls(Kind):
+    """A non-empty list of ws:// or wss:// URLs of MusicGPT servers' /ws endpoints."""
+
+    def convert(self, value: Any) -> Any:
+        from urllib.parse import urlsplit
+
+        if not isinstance(value, list) or not 1 <= len(value) <= 32:
+            raise _Bad(self.expected)
+        urls = []
+        for url in value:
+            if not isinstance(url, str) or len(url) > 2048 or any(c.isspace() for c in url):
+                raise _Bad(self.expected)
+            try:
+                parts = urlsplit(url)
+                port = parts.port  # raises ValueError on a bad port
+            except ValueError:
+                raise _Bad(self.expected) from None
+            if parts.scheme not in ("ws", "wss") or not parts.hostname or parts.fragment:
+                raise _Bad(self.expected)
+            del port
+            if url in urls:
+                raise _Bad(self.expected)
+            urls.append(url)
+        return urls
+
+
 def _k(default: Any, kind: Kind, doc: str = "") -> Any:
     """A config field: its default, its kind, and a short description."""
     if isinstance(default, list):
@@ -146,7 +202,7 @@ def _k(default: Any, kind: Kind, doc: str = "") -> Any:
 
 # --- the schema -------------------------------------------------------------------------
 
-GENERATOR_BACKENDS = ("synth", "musicgpt", "command")
+GENERATOR_BACKENDS = ("synth", "musicgpt", "musicgpt-server", "command")
 MUSICGPT_MODELS = (
     "small",
     "small-fp16",
@@ -156,8 +212,9 @@ MUSICGPT_MODELS = (
     "medium-quant",
     "large",
 )
-OUTPUT_BACKENDS = ("auto", "pulse", "alsa", "file", "null")
+OUTPUT_BACKENDS = ("auto", "pulse", "alsa", "file", "null", "http", "snapcast")
 FILE_FORMATS = ("pcm16", "float32")
+HTTP_FORMATS = ("opus", "mp3")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 DEFAULT_PROMPT = "calm ambient pads with soft piano"
@@ -166,7 +223,8 @@ DEFAULT_PROMPT = "calm ambient pads with soft piano"
 @dataclass
 class GeneratorConfig:
     backend: str = _k(
-        "synth", Choice("one of synth, musicgpt, command", choices=GENERATOR_BACKENDS)
+        "synth",
+        Choice("one of " + ", ".join(GENERATOR_BACKENDS), choices=GENERATOR_BACKENDS),
     )
     seconds: float = _k(20.0, Number("seconds between 5 and 30", lo=5, hi=30))
     model: str = _k(
@@ -186,12 +244,17 @@ class GeneratorConfig:
     timeout: float = _k(900.0, Number("seconds between 10 and 86400", lo=10, hi=86400))
     nice: int = _k(10, Number("an integer between 0 and 19", lo=0, hi=19, integer=True))
     idle_priority: bool = _k(True, Flag("true or false"))
+    # musicgpt-server: where the MusicGPT servers are (their WebSocket endpoints).
+    servers: list[str] | None = _k(
+        None,
+        ServerUrls('a list of distinct ws:// or wss:// URLs, e.g. ["ws://gpu-box:8642/ws"]', True),
+    )
 
 
 @dataclass
 class OutputConfig:
     backend: str = _k(
-        "auto", Choice("one of auto, pulse, alsa, file, null", choices=OUTPUT_BACKENDS)
+        "auto", Choice("one of " + ", ".join(OUTPUT_BACKENDS), choices=OUTPUT_BACKENDS)
     )
     sink: str | None = _k(None, Text("a PulseAudio sink name", optional=True))
     device: str = _k("default", Text("an ALSA PCM name"))
@@ -204,6 +267,12 @@ class OutputConfig:
     channels: int = _k(2, Number("an integer between 1 and 8", lo=1, hi=8, integer=True))
     block_ms: float = _k(20.0, Number("milliseconds between 5 and 200", lo=5, hi=200))
     latency_ms: float = _k(200.0, Number("milliseconds between 20 and 2000", lo=20, hi=2000))
+    # --- network outputs (http, snapcast) ---
+    listen: str = _k("127.0.0.1:8000", Text("HOST:PORT to serve the HTTP stream on"))
+    formats: list[str] = _k(["opus", "mp3"], Choices("a list of opus, mp3", choices=HTTP_FORMATS))
+    password: str | None = _k(None, Text("a password for the HTTP stream", optional=True))
+    bitrate: int = _k(128, Number("kbit/s between 32 and 320", lo=32, hi=320, integer=True))
+    sample_format: str = _k("48000:16:2", Text('RATE:BITS:CHANNELS in quotes, e.g. "48000:16:2"'))
 
 
 @dataclass
@@ -261,6 +330,8 @@ class Config:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     library: LibraryConfig = field(default_factory=LibraryConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    # Several outputs at once (a list of `output:`-like entries); None: just `output:`.
+    outputs: list[OutputConfig] | None = _k(None, OutputList("a list of outputs", optional=True))
     # Where this config came from, for messages; not a key.
     source: str = field(default="<defaults>", metadata={"internal": True})
 
@@ -338,6 +409,14 @@ def _cross_check(cfg: Config) -> list[tuple[str, str]]:
                 "output.path: expected a WAV file path when output.backend is file, got null",
             )
         )
+    if cfg.generator.backend == "musicgpt-server" and not cfg.generator.servers:
+        out.append(
+            (
+                "generator.servers",
+                "generator.servers: expected a list of MusicGPT server URLs when "
+                'generator.backend is musicgpt-server, e.g. ["ws://gpu-box:8642/ws"], got null',
+            )
+        )
     a = cfg.analysis
     if a.max_loop is not None and a.max_loop < a.min_loop:
         out.append(
@@ -376,6 +455,56 @@ def _cross_check(cfg: Config) -> list[tuple[str, str]]:
     return out
 
 
+# --- outputs: several outputs at once ------------------------------------------------
+
+
+def _build_outputs(cfg: Config, problems: list[tuple[str, str]]) -> None:
+    """Turn the raw `outputs:` list into OutputConfigs; rate, channels, block_ms from `output:`."""
+    raw = cfg.outputs
+    if raw is None:
+        return
+    built = []
+    for i, item in enumerate(raw):
+        key = f"outputs[{i}]"
+        if isinstance(item, dict):
+            for shared in ("rate", "channels", "block_ms"):
+                if shared in item:
+                    problems.append(
+                        (
+                            f"{key}.{shared}",
+                            f"{key}.{shared}: set it once under output: (all outputs "
+                            "share the player's rate, channels and block size)",
+                        )
+                    )
+        if isinstance(item, dict):  # shared keys reported above, not again as bad values
+            item = {k: v for k, v in item.items() if k not in ("rate", "channels", "block_ms")}
+        entry = _build(OutputConfig, item, key, problems)
+        if not isinstance(item, dict) or "backend" not in item:
+            problems.append(
+                (
+                    f"{key}.backend",
+                    f"{key}.backend: expected one of {', '.join(OUTPUT_BACKENDS)}, got nothing",
+                )
+            )
+            continue
+        if entry.backend == "file" and entry.path is None:
+            problems.append(
+                (f"{key}.path", f"{key}.path: expected a WAV file path for backend file")
+            )
+        if entry.backend == "snapcast" and entry.path is None:
+            problems.append(
+                (
+                    f"{key}.path",
+                    f"{key}.path: expected a snapserver pipe path or tcp://HOST:PORT "
+                    "for backend snapcast",
+                )
+            )
+        o = cfg.output
+        entry.rate, entry.channels, entry.block_ms = o.rate, o.channels, o.block_ms
+        built.append(entry)
+    cfg.outputs = built
+
+
 def parse_config(data: Any, where: str = "<config>") -> Config:
     """Build a validated Config from parsed YAML data (None means all defaults).
 
@@ -384,6 +513,7 @@ def parse_config(data: Any, where: str = "<config>") -> Config:
     problems: list[tuple[str, str]] = []
     cfg = _build(Config, {} if data is None else data, "", problems)
     cfg.source = where
+    _build_outputs(cfg, problems)
     reported = {key for key, _ in problems}
     # A rule on a key already reported would only repeat it in other words.
     problems += [(k, m) for k, m in _cross_check(cfg) if k not in reported]
@@ -483,6 +613,8 @@ def describe(cfg: Config) -> dict[str, Any]:
             }
         if isinstance(obj, Path):
             return str(obj)
+        if isinstance(obj, list):
+            return [conv(item) for item in obj]
         return obj
 
     return conv(cfg)

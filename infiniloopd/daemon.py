@@ -28,6 +28,7 @@ from infiniloopd.atomic import write_audio_atomic, write_json_atomic
 from infiniloopd.config import Config, ConfigError, load_config, parse_config
 from infiniloopd.control import Arg, Command, ControlServer
 from infiniloopd.errors import UserError
+from infiniloopd.outputs import output_states, set_output_metadata
 from infiniloopd.protocol import ProtocolError
 from infiniloopd.state import HISTORY_MAX, State, load_state, save_state
 
@@ -170,6 +171,7 @@ class Daemon:
         self.tasks: list[asyncio.Task] = []
         self.mode = "playing"  # the user's intent: playing | paused | stopped
         self.current: tuple[Any, Any] | None = None  # (LoopEntry, audio)
+        self.output: Any = None  # what the player writes to (one output, or a fan-out)
         self.loops_played = 0
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_MAX)
         self.entries_by_id: dict[str, Any] = {}
@@ -178,6 +180,7 @@ class Daemon:
         self._reloading = False
         self._presets: dict[str, Any] | None = None
         self.prompt_pending = False  # a new prompt whose first loop is not playing yet
+        self.skip_pending = False  # `next` asked for while no loop was ready
         self.state = load_state()
         self.history.extend(self.state.history)  # what played before the restart
         self.settings = self._settings_from(cfg, self.state)
@@ -294,7 +297,7 @@ class Daemon:
 
     async def run(self) -> int:
         from infiniloopd.library import Library
-        from infiniloopd.outputs import make_output
+        from infiniloopd.outputs import build_output
         from infiniloopd.player.engine import Player
         from infiniloopd.producer import Producer
         from infiniloopd.worker import AnalyzerWorker
@@ -323,7 +326,7 @@ class Daemon:
         )
 
         out = cfg.output
-        output = await asyncio.to_thread(make_output, out)
+        output = self.output = await asyncio.to_thread(build_output, cfg)
         self.player = Player(
             output,
             rate=out.rate,
@@ -485,6 +488,8 @@ class Daemon:
         assert self.current is not None
         entry, audio = self.current
         self.player.play_loop(entry.id, audio, crossfade)
+        self.skip_pending = False
+        set_output_metadata(self.output, entry.prompt)  # HTTP listeners see the prompt
         self.loops_played += 1
         self.history.appendleft(
             {
@@ -513,6 +518,14 @@ class Daemon:
                 log.exception("loop switching failed (will retry)")
 
     def _switch_tick(self) -> None:
+        if self.skip_pending:
+            # `next` was asked for before a loop was ready: take the first one that is.
+            ready = self.producer.take_ready()
+            if ready is not None:
+                self._start_loop(*ready, crossfade=self.settings.crossfade, audible=True)
+                if self.mode != "playing":
+                    self._set_mode("playing")
+                return
         if self.mode != "playing":
             return
         st = self.player.status()
@@ -580,7 +593,7 @@ class Daemon:
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the config; apply it all without a gap, or keep the old one entirely."""
-        from infiniloopd.outputs import make_output
+        from infiniloopd.outputs import build_output
 
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
         old = self.cfg
@@ -597,11 +610,11 @@ class Daemon:
                 if getattr(new, name) != getattr(old, name)
             ]
             output = None
-            if new.output != old.output:
+            if new.output != old.output or new.outputs != old.outputs:
                 if (new.output.rate, new.output.channels) != (old.output.rate, old.output.channels):
                     log.warning("output.rate and output.channels take effect after a restart")
                 try:
-                    output = await asyncio.to_thread(make_output, new.output)
+                    output = await asyncio.to_thread(build_output, new)
                 except UserError as exc:
                     log.error("%s", exc)
                     self.emit("error", {"message": str(exc)})
@@ -610,6 +623,9 @@ class Daemon:
             self.cfg = new
             if output is not None:
                 self.player.replace_output(output)
+                self.output = output
+                if self.current is not None:
+                    set_output_metadata(output, self.current[0].prompt)
             logging.getLogger().setLevel(new.log_level.upper())
             s = self.settings
             for key in ("crossfade", "min_play", "volume"):
@@ -706,6 +722,7 @@ class Daemon:
             "loop": loop,
             "loops_played": self.loops_played,
             "queue": len(self.producer.ready()),
+            "skip_pending": self.skip_pending,
             "volume": self.settings.volume,
             "crossfade": self.settings.crossfade,
             "min_play": self.settings.min_play,
@@ -717,6 +734,7 @@ class Daemon:
                 "model": gen.model,  # the MusicGPT model setting
                 "seconds": gen.seconds,
                 "uses": ps.get("uses"),
+                "servers": ps.get("servers"),
             },
             "failures": ps.get("failures", 0),
             "consecutive_failures": ps.get("consecutive_failures", 0),
@@ -728,6 +746,7 @@ class Daemon:
             "output_ok": st.output_ok,
             "xruns": st.xruns,
             "stalls": st.stalls,
+            "outputs": output_states(self.output, st),
             "uptime": time.monotonic() - self.started,
             "pid": os.getpid(),
             "worker_pid": getattr(self.worker, "pid", None),
@@ -773,18 +792,63 @@ class Daemon:
     async def cmd_next(self, _args: dict[str, Any]) -> dict[str, Any]:
         ready = self.producer.take_ready()
         if ready is None:
-            # Nothing fresh yet: another loop from the library is better than refusing.
-            exclude = {h["id"] for h in list(self.history)[:5]}
-            entry = self.library.pick(self.settings.prompt, exclude)
-            if entry is None:
-                raise ProtocolError(protocol.NOT_READY, "next: no other loop is ready yet")
-            audio = await asyncio.to_thread(self.library.load, entry)
-            await asyncio.to_thread(self._touch, entry)
-            ready = (entry, audio)
+            ready = await self._library_next()
+        if ready is None:
+            # Nothing to switch to yet: the skip waits for the next loop (see _switch_tick).
+            never = self._never_ready()
+            if never:
+                raise ProtocolError(protocol.NOT_READY, f"next: {never}")
+            if not self.skip_pending:
+                self.skip_pending = True
+                self.emit("skip_pending", {})
+                self._refresh_status()
+            return {**self._with_status(), "pending": True, "message": self._pending_text()}
         self._start_loop(*ready, crossfade=self.settings.crossfade, audible=True)
         if self.mode != "playing":
             self._set_mode("playing")
-        return self._with_status()
+        return {**self._with_status(), "pending": False}
+
+    async def _library_next(self) -> tuple[Any, Any] | None:
+        """A library loop of the current prompt other than the playing one, loaded."""
+        from infiniloopd.producer import prompt_key
+
+        playing = {self.current[0].id} if self.current is not None else set()
+        entry = self.library.pick(self.settings.prompt, playing)
+        if entry is None or prompt_key(entry.prompt) != prompt_key(self.settings.prompt):
+            return None
+        try:
+            audio = await asyncio.to_thread(self.library.load, entry)
+        except UserError as exc:
+            log.warning("%s", exc)
+            return None
+        await asyncio.to_thread(self._touch, entry)
+        return entry, audio
+
+    def _never_ready(self) -> str | None:
+        """Why no loop can come for a skip (a failing generator and nothing else), or None."""
+        ps = self.producer.status()
+        if not ps.get("consecutive_failures"):
+            return None
+        playing = self.current[0].id if self.current is not None else None
+        if any(e.id != playing for e in self.library.entries()):
+            return None
+        return (
+            "no other loop: the generator is failing "
+            f"({ps.get('last_error') or 'see the daemon log'}) and the library has none"
+        )
+
+    def _pending_text(self) -> str:
+        """When a pending skip will happen, for the user who asked for it."""
+        ps = self.producer.status()
+        progress = ps.get("progress")
+        if ps.get("generating") and isinstance(progress, (int, float)):
+            return f"next: as soon as the loop being generated is ready ({progress * 100:.0f}%)"
+        if ps.get("retry_in"):
+            return (
+                f"next: as soon as a loop is ready (generator retrying in "
+                f"{ps['retry_in']:.0f} s after: {ps.get('last_error')})"
+            )
+        return "next: as soon as the next loop is ready"
 
     def _set_prompt(self, text: str, *, keep: bool, preset: str | None) -> int:
         before = len(self.producer.ready())

@@ -436,6 +436,8 @@ class Producer:
             # What the generator really uses (MusicGPT model, synth SoundFont, command's
             # program); None until it is made: at the first clip, or on a config change.
             "uses": self._generator.model if self._generator is not None else None,
+            # Backends that spread work over servers (musicgpt-server) list each one.
+            "servers": getattr(self._generator, "servers", None),
             "stats": self.stats,
         }
 

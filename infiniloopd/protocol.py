@@ -194,18 +194,53 @@ def check_endpoint(endpoint: str, where: str = "endpoint") -> str:
     raise UserError(f"{where}: expected an ipc:// or tcp:// ZeroMQ endpoint, got {endpoint!r}")
 
 
-def _config_endpoint(config_path: Path | None) -> str | None:
-    """control.endpoint from the user's config, read only when the file mentions it."""
-    from infiniloopd import config  # light: stdlib + paths; yaml only when needed
+# The client reads no more of a config file than this (a config is a few KB).
+CONFIG_READ_LIMIT = 1024 * 1024
 
-    path = config_path or config.default_config_path()
+
+def _config_endpoint(config_path: Path | None) -> str | None:
+    """control.endpoint from the user's config file, reading nothing else of it.
+
+    The client needs only the endpoint: a mistake in any daemon key, or a file that is
+    not even valid YAML, must not stop `infiniloopctl` from reaching the daemon, so
+    this composes the YAML into nodes (aliases stay references, nothing is expanded or
+    converted) and looks up the one scalar. Only a bad `control.endpoint` is an error.
+    """
+    path = config_path or paths.config_dir() / "config.yaml"
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(CONFIG_READ_LIMIT + 1)
     except OSError:
         return None
-    if "endpoint" not in text:
+    if len(raw) > CONFIG_READ_LIMIT or b"endpoint" not in raw:
         return None
-    return config.load_config(path).control.endpoint
+    import yaml  # deferred: only when the file mentions an endpoint
+
+    try:
+        root = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError):
+        return None  # the daemon reports what is wrong with the file; we use the default
+    node = _child(_child(root, "control"), "endpoint")
+    if node is None:
+        return None
+    where = f"{path}: control.endpoint"
+    if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
+        if isinstance(node, yaml.ScalarNode):
+            return None  # `endpoint:` left empty means the default, as for the daemon
+        raise UserError(f"{where}: expected an ipc:// or tcp:// ZeroMQ endpoint")
+    return check_endpoint(node.value, where)
+
+
+def _child(node: Any, key: str) -> Any:
+    """The value node under `key` in a YAML mapping node, or None."""
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for k, v in node.value:
+        if isinstance(k, yaml.ScalarNode) and k.value == key:
+            return v
+    return None
 
 
 def resolve_endpoints(

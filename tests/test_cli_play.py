@@ -48,3 +48,43 @@ def test_bad_files_are_one_line_naming_the_file(tmp_path):
     soundfile.write(empty, np.zeros((0, 2)), 48000)
     with pytest.raises(UserError, match="empty.wav: no audio"):
         load_loop(empty, 48000, 2)
+
+
+def test_duration_is_seconds_of_audio_with_an_unpaced_file(tmp_path):
+    """realtime: false renders as fast as possible; --duration still means audio seconds."""
+    import subprocess
+    import sys
+
+    rate = 48000
+    t = np.arange(rate) / rate
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    soundfile.write(a, 0.3 * np.sin(2 * np.pi * 220 * t), rate)
+    soundfile.write(b, 0.3 * np.sin(2 * np.pi * 330 * t), rate)
+    out = tmp_path / "out.wav"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"output: {{backend: file, path: {out}, realtime: false}}\n")
+    argv = [sys.executable, "-m", "infiniloopd", "play", str(a), str(b), "--config", str(cfg)]
+    r = subprocess.run(
+        [*argv, "--duration", "10", "--each", "4", "--crossfade", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    x, sr = soundfile.read(out)
+    assert sr == rate
+    assert len(x) == 10 * rate + rate // 2  # 10 s, then the 0.5 s fade-out
+
+    # Each file for 4 s of audio: 220 Hz until 4 s, 330 Hz from 4.5 s (after the fade).
+    def pitch(seg):
+        spec = np.abs(np.fft.rfft(seg[:, 0]))
+        return np.argmax(spec) * rate / len(seg)
+
+    assert pitch(x[rate : 3 * rate]) == pytest.approx(220, abs=2)
+    assert pitch(x[5 * rate : 7 * rate]) == pytest.approx(330, abs=2)
+    assert pitch(x[int(8.6 * rate) : int(9.9 * rate)]) == pytest.approx(220, abs=2)
+    assert np.abs(x[-100:]).max() < 0.01  # faded out
+    # Without --duration an unpaced output would never stop: refused in one line.
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "--duration: needed with an output that is not paced" in r.stderr

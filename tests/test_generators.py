@@ -16,8 +16,20 @@ import soundfile as sf
 from infiniloopd.config import GeneratorConfig, parse_config
 from infiniloopd.generators import GeneratorError, make_generator, validate_wav
 from infiniloopd.generators.musicgpt import BINARY_NAMES, MusicGPTGenerator, find_binary
+from tests.programs import python_program
 
-FAKE = Path(__file__).with_name("fake_musicgpt.py")
+FAKE_SCRIPT = Path(__file__).with_name("fake_musicgpt.py")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fake_binary(tmp_path_factory):
+    """The stand-in as an executable that runs with the venv's interpreter."""
+    global FAKE
+    FAKE = python_program(tmp_path_factory.mktemp("bin") / "musicgpt", FAKE_SCRIPT)
+    return FAKE
+
+
+FAKE: Path = FAKE_SCRIPT  # replaced by the fixture before any test runs
 
 
 @pytest.fixture
@@ -268,6 +280,12 @@ def test_validate_wav_accepts_a_good_clip(tmp_path):
     assert facts.peak == pytest.approx(0.3, abs=1e-3)
 
 
-def test_fake_is_executable():
+def test_stand_in_runs_with_the_test_interpreter(tmp_path):
+    """Not whatever `python3` PATH finds: that one may lack the venv's packages."""
     assert os.access(FAKE, os.X_OK)
-    assert FAKE.read_text().startswith("#!/usr/bin/env python3\n")
+    bare = tmp_path / "python3"
+    bare.write_text("#!/bin/sh\necho 'wrong interpreter' >&2\nexit 97\n")
+    bare.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    r = subprocess.run([FAKE, "x", "--model", "huge"], capture_output=True, text=True, env=env)
+    assert r.returncode == 2, r.stderr

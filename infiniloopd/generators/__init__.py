@@ -14,6 +14,10 @@ def make_generator(cfg: GeneratorConfig) -> Generator:
         from infiniloopd.generators.musicgpt import MusicGPTGenerator
 
         return MusicGPTGenerator(cfg)
+    if cfg.backend == "musicgpt-server":
+        from infiniloopd.generators.musicgpt_server import MusicGPTServerGenerator
+
+        return MusicGPTServerGenerator(cfg)
     if cfg.backend == "command":
         from infiniloopd.generators.command import CommandGenerator
 
@@ -24,5 +28,6 @@ def make_generator(cfg: GeneratorConfig) -> Generator:
 
         return SynthProcessGenerator(cfg)
     raise GeneratorError(
-        f"generator.backend: expected one of synth, musicgpt, command, got {cfg.backend!r}"
+        "generator.backend: expected one of synth, musicgpt, musicgpt-server, command, "
+        f"got {cfg.backend!r}"
     )

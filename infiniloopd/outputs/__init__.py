@@ -1,12 +1,15 @@
-"""Output backends (pulse, alsa, file, null) behind one small interface.
+"""Output backends (pulse, alsa, file, null, http, snapcast) behind one small interface.
 
 `make_output(cfg)` builds the configured backend; `auto` picks PulseAudio if a
 server answers, else ALSA `default` if it opens, else `null` with one warning
 line saying how to get sound, so the daemon always starts and stays controllable.
+`build_output(config)` builds what the whole config asks for: `output:` alone, or
+every entry of `outputs:` behind one fan-out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -16,7 +19,15 @@ from infiniloopd.outputs.base import Output, OutputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Output", "OutputError", "make_output", "resolve_auto"]
+__all__ = [
+    "Output",
+    "OutputError",
+    "build_output",
+    "make_output",
+    "output_states",
+    "resolve_auto",
+    "set_output_metadata",
+]
 
 NO_SOUND_HINT = (
     "no sound server or ALSA device found; playing to null (silent). To get sound, start "
@@ -25,9 +36,69 @@ NO_SOUND_HINT = (
 )
 
 
-def make_output(cfg) -> Output:  # cfg: infiniloopd.config.OutputConfig
-    """Build the output `cfg.backend` names; resolves "auto". Raises UserError."""
+def build_output(config) -> Output:  # config: infiniloopd.config.Config
+    """The single `output:`, or all of `outputs:` behind a fan-out (the first one paces)."""
+    entries = config.outputs
+    if not entries:
+        return make_output(config.output)
+    if len(entries) == 1:  # one output: the direct path, no extra thread or latency
+        return make_output(entries[0])
+    from infiniloopd.outputs.fanout import FanoutOutput
+
+    return FanoutOutput(
+        [make_output(e, in_fanout=True) for e in entries], block_ms=config.output.block_ms
+    )
+
+
+def set_output_metadata(output: Output | None, title: str) -> None:
+    """Tell outputs that show a title (the HTTP stream's ICY StreamTitle) what plays."""
+    setter = getattr(output, "set_metadata", None)
+    if setter is not None:
+        try:
+            setter(title)
+        except Exception as exc:  # a title is cosmetic: never let it break playback
+            log.debug("setting the output title failed: %s", exc)
+
+
+def output_states(output: Output | None, status) -> list[dict]:  # status: PlayerStatus
+    """Each output with its state and underruns, for `status -v`."""
+    states = getattr(output, "states", None)
+    if states is not None:
+        return [dataclasses.asdict(s) for s in states()]
+    return [
+        {
+            "name": getattr(output, "name", "output"),
+            "description": status.output,
+            "state": "ok" if status.output_ok else "failed",
+            "underruns": status.xruns + status.stalls,
+            "error": None,
+        }
+    ]
+
+
+def make_output(cfg, *, in_fanout: bool = False) -> Output:  # cfg: config.OutputConfig
+    """Build the output `cfg.backend` names; resolves "auto". Raises UserError.
+
+    `in_fanout`: the fan-out delivers blocks in real time already, so network outputs
+    must not pace themselves (they would fall behind after a catch-up burst).
+    """
     backend = cfg.backend
+    if backend == "http":
+        from infiniloopd.outputs.http import HttpOutput
+
+        return HttpOutput(
+            cfg.listen, formats=tuple(cfg.formats), password=cfg.password,
+            bitrate_kbps=cfg.bitrate, pace=not in_fanout,
+        )  # fmt: skip
+    if backend == "snapcast":
+        from infiniloopd.outputs.snapcast import SnapcastOutput
+
+        if cfg.path is None:
+            raise UserError("output.path: expected a snapserver pipe path or tcp://HOST:PORT")
+        target = str(cfg.path)
+        if target.startswith("tcp:/") and not target.startswith("tcp://"):
+            target = "tcp://" + target[len("tcp:/") :]  # Path() folded the URL's "//"
+        return SnapcastOutput(target, sample_format=cfg.sample_format, pace=not in_fanout)
     if backend == "pulse":
         from infiniloopd.outputs.pulse import PulseOutput
 
@@ -49,7 +120,8 @@ def make_output(cfg) -> Output:  # cfg: infiniloopd.config.OutputConfig
     if backend == "auto":
         return resolve_auto(cfg)
     raise UserError(
-        f"output.backend: expected one of auto, pulse, alsa, file, null, got {backend!r}"
+        "output.backend: expected one of auto, pulse, alsa, file, null, http, snapcast, "
+        f"got {backend!r}"
     )
 
 
