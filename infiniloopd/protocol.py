@@ -207,12 +207,14 @@ def _config_endpoint(config_path: Path | None) -> str | None:
     converted) and looks up the one scalar. Only a bad `control.endpoint` is an error.
     """
     path = config_path or paths.config_dir() / "config.yaml"
+    from infiniloopd.atomic import read_bounded  # stdlib only
+
     try:
-        with path.open("rb") as f:
-            raw = f.read(CONFIG_READ_LIMIT + 1)
+        # Regular files only, never blocking: a FIFO there cannot hang the client.
+        raw = read_bounded(path, CONFIG_READ_LIMIT)
     except OSError:
-        return None
-    if len(raw) > CONFIG_READ_LIMIT or b"endpoint" not in raw:
+        return None  # missing, too big, not a file: the daemon says what is wrong
+    if b"endpoint" not in raw:
         return None
     import yaml  # deferred: only when the file mentions an endpoint
 
