@@ -95,12 +95,19 @@ def decode_request(frames: list[bytes]) -> tuple[str, dict[str, Any]]:
     return cmd, args
 
 
+def _dump(payload: Any) -> bytes:
+    """JSON as UTF-8; a lone surrogate that slipped into a text (a server's error message,
+    a file name) becomes "?" here instead of reaching a client that cannot print it."""
+    text = json.dumps(payload, default=_jsonable, ensure_ascii=False)
+    return text.encode("utf-8", "replace")
+
+
 def encode_ok(result: dict[str, Any] | None = None) -> bytes:
-    return json.dumps({"ok": True, "result": result or {}}, default=_jsonable).encode()
+    return _dump({"ok": True, "result": result or {}})
 
 
 def encode_error(code: str, message: str) -> bytes:
-    return json.dumps({"ok": False, "error": {"code": code, "message": message}}).encode()
+    return _dump({"ok": False, "error": {"code": code, "message": message}})
 
 
 def decode_reply(raw: bytes) -> dict[str, Any]:
@@ -120,7 +127,7 @@ def decode_reply(raw: bytes) -> dict[str, Any]:
 
 def encode_event(seq: int, name: str, data: dict[str, Any], when: float) -> bytes:
     payload = {"v": VERSION, "seq": seq, "event": name, "data": data, "time": when}
-    return json.dumps(payload, default=_jsonable).encode()
+    return _dump(payload)
 
 
 def decode_event(raw: bytes) -> dict[str, Any]:

@@ -247,3 +247,16 @@ def test_client_never_blocks_on_a_fifo_config_or_lock(tmp_path, monkeypatch):
     (tmp_path / "run" / "infiniloop").mkdir(parents=True)
     os.mkfifo(protocol.lock_path())
     assert protocol.running_pid() is None
+
+
+def test_replies_and_events_are_valid_utf8_even_with_a_stray_surrogate():
+    for raw in (
+        protocol.encode_ok({"last_error": "server said \ud800", "prompt": "é🎵"}),
+        protocol.encode_error("failed", "bad \udcff name"),
+        protocol.encode_event(1, "error", {"message": "x\ud800"}, 1.0),
+    ):
+        text = raw.decode("utf-8")  # strict
+        assert "\\ud" not in text
+    assert protocol.decode_reply(protocol.encode_ok({"prompt": "é🎵 \ud800"})) == {
+        "prompt": "é🎵 ?"
+    }
