@@ -177,7 +177,7 @@ class ServerUrls(Kind):
             raise _Bad(self.expected)
         urls = []
         for url in value:
-            if not isinstance(url, str) or len(url) > 2048 or any(c.isspace() for c in url):
+            if text_problem(url, max_len=2048) is not None or any(c.isspace() for c in url):
                 raise _Bad(self.expected)
             try:
                 parts = urlsplit(url)

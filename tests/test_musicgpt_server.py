@@ -21,6 +21,7 @@ from infiniloopd.generators import GeneratorError, make_generator
 from infiniloopd.generators.musicgpt_server import MusicGPTServerGenerator, files_url
 from tests import fake_musicgpt_server as fake
 from tests.daemon_proc import Daemon, base_config, rms
+from tests.faults.conftest import assert_no_gap, events
 
 
 @pytest.fixture
@@ -192,10 +193,19 @@ def test_a_silent_server_is_given_up_and_the_next_one_used(servers, tmp_path):
     good = servers()
     g = make([hung.url, good.url], timeout=60.0)
     g.silence_limit = 1.5
-    out = run(one(g, tmp_path / "clip.wav"))
+
+    async def scenario() -> tuple[Path, list[dict]]:
+        out = await one(g, tmp_path / "clip.wav")
+        return out, g.servers  # while the loop runs: connections as they are
+
+    out, status = run(scenario())
     assert len(requests(hung)) == 1 and len(requests(good)) == 1
     assert out.exists()
-    assert "silent" in g.servers[0]["last_error"]
+    assert "silent" in status[0]["last_error"]
+    # The silent server's connection is dropped (a new one next time); the good one stays.
+    assert [st["connected"] for st in status] == [False, True]
+    # It was told to drop the request, in case it only stopped talking.
+    assert len(requests(hung, "AbortGeneration")) == 1
 
 
 def test_a_request_the_server_drops_on_an_abort_is_not_awaited_forever(servers, tmp_path):
@@ -225,6 +235,33 @@ def test_a_request_the_server_drops_on_an_abort_is_not_awaited_forever(servers, 
     # The first aborted by the cancel; the second too when given up (in case it waits).
     assert [a["id"] for a in requests(s, "AbortGeneration")] == [r["id"] for r in sent]
     assert "silent" in msg and s.url in msg
+
+
+def test_a_server_that_is_not_musicgpt_or_never_greets(tmp_path):
+    from websockets.asyncio.server import serve
+
+    async def other(ws) -> None:  # some other WebSocket service
+        await ws.send(json.dumps({"Hello": {"version": 1}}))
+        await ws.wait_closed()
+
+    async def mute(ws) -> None:  # accepts, then says nothing
+        await ws.wait_closed()
+
+    async def scenario() -> list[str]:
+        errors = []
+        for handler in (other, mute):
+            async with serve(handler, "127.0.0.1", 0) as server:
+                port = server.sockets[0].getsockname()[1]
+                g = make([f"ws://127.0.0.1:{port}/ws"])
+                g.connect_timeout = 1.0
+                with pytest.raises(GeneratorError) as info:
+                    await one(g, tmp_path / "clip.wav")
+                errors.append(str(info.value))
+        return errors
+
+    other_error, mute_error = run(scenario())
+    assert "not a MusicGPT server (greeting 'Hello')" in other_error
+    assert "no answer within 1 s of connecting" in mute_error
 
 
 def test_server_not_there(tmp_path):
@@ -335,7 +372,15 @@ def test_config_servers_key():
     assert cfg.generator.servers == ["ws://gpu:8642/ws", "wss://x/ws"]
     with pytest.raises(ConfigError, match="generator.servers: expected a list of MusicGPT"):
         parse_config({"generator": {"backend": "musicgpt-server"}})
-    for bad in (["http://gpu:8642/ws"], "ws://gpu/ws", [], ["ws://gpu:99999/ws"], ["ws:///ws"]):
+    for bad in (
+        ["http://gpu:8642/ws"],
+        "ws://gpu/ws",
+        [],
+        ["ws://gpu:99999/ws"],
+        ["ws:///ws"],
+        ["ws://gpu/ws\x07"],
+        ["ws://a/ws", "ws://a/ws"],
+    ):
         with pytest.raises(ConfigError, match="generator.servers: expected a list of distinct"):
             parse_config({"generator": {"servers": bad}})
 
@@ -382,5 +427,47 @@ def test_daemon_plays_clips_from_the_server_and_status_lists_servers(servers, tm
         # What played is the stand-in's music: sound, not silence.
         time.sleep(1.0)
         assert rms(d.samples()[-48000:]) > 0.01
+    finally:
+        d.close()
+
+
+@pytest.mark.slow
+def test_daemon_plays_on_while_the_server_is_gone_and_uses_it_again(servers, tmp_path):
+    s = servers("--gen-seconds", "0.5")
+    (tmp_path / "d").mkdir()
+    cfg = base_config(tmp_path / "d" / "out.wav")
+    cfg["generator"] = {
+        "backend": "musicgpt-server",
+        "servers": [s.url],
+        "seconds": 6,
+        "prefetch": 1,
+        "timeout": 30,
+    }
+    cfg["playback"]["min_play"] = 60  # hold the first loop through the outage
+    d = Daemon(tmp_path / "d", cfg)
+    try:
+        d.start()
+        s.stop()  # the GPU machine goes away; the daemon's connection drops
+        frame0 = d.frames()
+        d.ok("prompt", "after the server went away")
+        st = d.wait_status(lambda st: st["consecutive_failures"] >= 2, 30, "two failed generations")
+        assert s.url in st["last_error"]
+        (srv,) = st["generator"]["servers"]
+        assert srv["connected"] is False and srv["failures"] >= 2
+        # The loop played on through every failure, without a gap.
+        assert_no_gap(d.samples()[frame0:], "while the server was gone")
+        # The server comes back on the same port: the next clip is made there again.
+        again = fake.start(tmp_path / "again", "--port", str(s.port))
+        try:
+            mark = d.status()["last_seq"]
+            d.ok("prompt", "the server is back")
+            deadline = time.monotonic() + 60
+            while not events(d, mark, "loop_ready"):
+                assert time.monotonic() < deadline, d.log()[-3000:]
+                time.sleep(0.2)
+            # (a retry of the previous prompt may have reached it just before)
+            assert requests(again)[-1]["prompt"] == "the server is back"
+        finally:
+            again.stop()
     finally:
         d.close()

@@ -70,6 +70,7 @@ SILENCE_LIMIT = 120.0  # a running job reports progress many times a second
 BACKOFF_BASE = 5.0
 BACKOFF_MAX = 300.0
 IDLE_CLOSE = 300.0  # an unused connection is closed after this long
+SEND_TIMEOUT = 10.0  # for sending a request (a full socket buffer: a stuck server)
 ABORT_TIMEOUT = 2.0  # for sending AbortGeneration; its answer is never awaited
 FOREIGN_STALE = 60.0  # another client's job not heard of for this long is over
 MAX_CLIP_BYTES = 64 * 1024 * 1024  # 30 s of 32 kHz float is 4 MB
@@ -78,6 +79,10 @@ MAX_MESSAGE = 16 * 1024 * 1024  # the chat list in the greeting grows with the s
 
 class ServerFailure(Exception):
     """This server did not deliver this clip; another server may."""
+
+
+class _Silence(ServerFailure):
+    """The server said nothing at all for too long while a request of ours waited."""
 
 
 class _SharedFailure(ServerFailure):
@@ -350,7 +355,7 @@ class MusicGPTServerGenerator:
         try:
             await asyncio.wait_for(self._open(server), timeout)
         except TimeoutError:
-            failure = ServerFailure(f"no greeting within {timeout:g} s")
+            failure = ServerFailure(f"no answer within {timeout:g} s of connecting")
             server.connecting.set_exception(failure)
             raise failure from None
         except ServerFailure as exc:
@@ -384,31 +389,35 @@ class MusicGPTServerGenerator:
         except InvalidHandshake as exc:
             raise ServerFailure(f"refused the WebSocket: {exc}") from None
         except (OSError, WebSocketException) as exc:
-            raise ServerFailure(f"cannot connect: {exc.strerror or exc}") from None
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise ServerFailure(f"cannot connect: {reason}") from None
         try:
             greeting = None
             while greeting is None:
                 raw = await conn.recv()
                 greeting = self._greeting(raw)
-        except WebSocketException as exc:
-            await conn.close()
-            raise ServerFailure(f"closed before its greeting: {exc}") from None
-        except BaseException:
-            await asyncio.shield(conn.close())
+        except BaseException as exc:
+            # No closing handshake with a server that failed us: it may never answer.
+            conn.transport.abort()
+            if isinstance(exc, WebSocketException):
+                raise ServerFailure(f"closed before its greeting: {exc}") from None
             raise
+        before = (server.model, server.device)
         server.protocol, server.model, server.device = greeting
         server.conn = conn
         server.last_heard = server.last_used = time.monotonic()
         server.foreign.clear()
+        # Said once per server (and when it changes), not at every reconnection.
+        level = logging.DEBUG if before == (server.model, server.device) else logging.INFO
+        log.log(level, "%s: connected (%s on %s)", _who(server.url), server.model, server.device)
         wanted = MODEL_NAMES.get(self.cfg.model)
-        if wanted and server.model and wanted.lower() != server.model.lower():
+        if level == logging.INFO and wanted and wanted.lower() != server.model.lower():
             log.info(
                 "%s runs %s (generator.model %s is chosen on the server: musicgpt --model)",
                 _who(server.url),
                 server.model,
                 self.cfg.model,
             )
-        log.info("%s: connected (%s on %s)", _who(server.url), server.model, server.device)
         server.reader = asyncio.create_task(self._read(server, conn), name="musicgpt-server")
 
     @staticmethod
@@ -456,7 +465,8 @@ class MusicGPTServerGenerator:
         finally:
             if server.conn is conn:
                 server.conn = None
-                server.foreign.clear()
+            if server.conn is None:
+                server.foreign.clear()  # a new connection hears the jobs afresh
             for req in list(server.requests.values()):
                 if not req.done.done():
                     req.done.set_exception(ServerFailure(reason))
@@ -546,7 +556,7 @@ class MusicGPTServerGenerator:
             self.phase = "queued on server"
             progress(0.0)
             try:
-                await asyncio.wait_for(conn.send(json.dumps(message)), ABORT_TIMEOUT * 5)
+                await asyncio.wait_for(conn.send(json.dumps(message)), SEND_TIMEOUT)
             except Exception as exc:  # closed under us, or a send that never completes
                 raise ServerFailure(f"sending the request failed: {exc!r}") from None
             relpath = await self._wait(server, req, deadline)
@@ -554,11 +564,16 @@ class MusicGPTServerGenerator:
             # A prompt change: tell the server, but never wait for its answer.
             self._abort(server, conn, req)
             raise
-        except ServerFailure:
+        except ServerFailure as exc:
             if not req.done.done() and (task := self._abort(server, conn, req)):
                 # Our own time limit, not the server's answer: the job may still run.
                 # Not cancelled, so the (bounded) send can be awaited here.
                 await task
+            if isinstance(exc, _Silence) and server.conn is conn:
+                # A server whose broadcast fell behind stops sending to that client for
+                # good, with the socket still open: the next clip gets a new connection.
+                server.conn = None
+                conn.transport.abort()
             raise
         finally:
             server.requests.pop(job, None)
@@ -604,7 +619,7 @@ class MusicGPTServerGenerator:
                 raise ServerFailure(f"no result after {self.cfg.timeout:g} s (generator.timeout)")
             silent = now - max(server.last_heard, req.sent_at)
             if silent >= self.silence_limit:
-                raise ServerFailure(f"silent for {silent:.0f} s while a request waited")
+                raise _Silence(f"silent for {silent:.0f} s while a request waited")
             wait = min(deadline - now, self.silence_limit - silent, 5.0)
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(asyncio.shield(req.done), wait)
