@@ -20,6 +20,7 @@ import zmq
 from infiniloopd import __version__, paths, protocol
 from infiniloopd.errors import UserError
 from infiniloopd.protocol import ProtocolError
+from infiniloopd.text import terminal_safe
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -429,7 +430,7 @@ def watch(client: Client, args: argparse.Namespace, as_json: bool) -> int:
 
     def show(event: dict[str, Any]) -> None:
         line = json.dumps(event, ensure_ascii=False) if as_json else event_line(event)
-        print(line, flush=True)
+        print(terminal_safe(line), flush=True)
 
     try:
         while True:
@@ -510,10 +511,10 @@ def run(argv: list[str] | None = None) -> int:
         cmd, req_args = request_for(args)
         result = client.request(cmd, req_args)
     except NotRunning as exc:
-        print(f"infiniloopctl: {exc}", file=sys.stderr)
+        print(terminal_safe(f"infiniloopctl: {exc}"), file=sys.stderr)
         return EXIT_NOT_RUNNING
     except ProtocolError as exc:
-        print(f"infiniloopctl: {exc}", file=sys.stderr)
+        print(terminal_safe(f"infiniloopctl: {exc}"), file=sys.stderr)
         return EXIT_REFUSED
     except UserError as exc:
         print(f"infiniloopctl: {exc}", file=sys.stderr)
@@ -525,7 +526,7 @@ def run(argv: list[str] | None = None) -> int:
     else:
         text = render(cmd, result, args)
         if text:
-            print(text)
+            print(terminal_safe(text))
     return EXIT_OK
 
 

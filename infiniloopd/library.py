@@ -304,7 +304,8 @@ class Library:
         from infiniloopd.audiofile import read_audio
 
         try:
-            audio, rate = read_audio(entry.path, always_2d=True)
+            # The header must agree with the sidecar before the file is decoded.
+            audio, rate = read_audio(entry.path, always_2d=True, max_seconds=entry.seconds + 1)
         except UserError as exc:
             raise UserError(f"library: {exc}") from None
         if rate != entry.rate:

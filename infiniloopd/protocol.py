@@ -95,12 +95,19 @@ def decode_request(frames: list[bytes]) -> tuple[str, dict[str, Any]]:
     return cmd, args
 
 
+def _dump(payload: Any) -> bytes:
+    """JSON as UTF-8; a lone surrogate that slipped into a text (a server's error message,
+    a file name) becomes "?" here instead of reaching a client that cannot print it."""
+    text = json.dumps(payload, default=_jsonable, ensure_ascii=False)
+    return text.encode("utf-8", "replace")
+
+
 def encode_ok(result: dict[str, Any] | None = None) -> bytes:
-    return json.dumps({"ok": True, "result": result or {}}, default=_jsonable).encode()
+    return _dump({"ok": True, "result": result or {}})
 
 
 def encode_error(code: str, message: str) -> bytes:
-    return json.dumps({"ok": False, "error": {"code": code, "message": message}}).encode()
+    return _dump({"ok": False, "error": {"code": code, "message": message}})
 
 
 def decode_reply(raw: bytes) -> dict[str, Any]:
@@ -120,7 +127,7 @@ def decode_reply(raw: bytes) -> dict[str, Any]:
 
 def encode_event(seq: int, name: str, data: dict[str, Any], when: float) -> bytes:
     payload = {"v": VERSION, "seq": seq, "event": name, "data": data, "time": when}
-    return json.dumps(payload, default=_jsonable).encode()
+    return _dump(payload)
 
 
 def decode_event(raw: bytes) -> dict[str, Any]:
@@ -207,12 +214,14 @@ def _config_endpoint(config_path: Path | None) -> str | None:
     converted) and looks up the one scalar. Only a bad `control.endpoint` is an error.
     """
     path = config_path or paths.config_dir() / "config.yaml"
+    from infiniloopd.atomic import read_bounded  # stdlib only
+
     try:
-        with path.open("rb") as f:
-            raw = f.read(CONFIG_READ_LIMIT + 1)
+        # Regular files only, never blocking: a FIFO there cannot hang the client.
+        raw = read_bounded(path, CONFIG_READ_LIMIT)
     except OSError:
-        return None
-    if len(raw) > CONFIG_READ_LIMIT or b"endpoint" not in raw:
+        return None  # missing, too big, not a file: the daemon says what is wrong
+    if b"endpoint" not in raw:
         return None
     import yaml  # deferred: only when the file mentions an endpoint
 
@@ -272,8 +281,11 @@ def lock_path() -> Path:
 
 def running_pid() -> int | None:
     """The PID recorded by a live daemon in the lock file, or None if none is running."""
+    from infiniloopd.atomic import read_bounded  # stdlib only: light enough for the client
+
     try:
-        text = lock_path().read_text(encoding="ascii").strip()
+        # Bounded and non-blocking: whatever sits at that path cannot hang the client.
+        text = read_bounded(lock_path(), 64).decode("ascii").strip()
         pid = int(text.split()[0])
     except (OSError, ValueError, IndexError):
         return None

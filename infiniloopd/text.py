@@ -54,3 +54,13 @@ def printable(text: str) -> str:
     """`text` with control characters and lone surrogates replaced, for log and error lines."""
     text = text.encode("utf-8", "replace").decode("utf-8")
     return _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
+
+
+def terminal_safe(text: str) -> str:
+    """`text` for a terminal: lines and tabs kept, escape sequences and other controls not.
+
+    What the daemon reports comes partly from elsewhere (a generator's output, a
+    server's error, a file name); an ESC in it must not drive the user's terminal.
+    """
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return _CONTROL_FREE.sub("\N{REPLACEMENT CHARACTER}", text)

@@ -222,3 +222,19 @@ def test_loops_of_another_rate_or_channel_count_are_converted(tmp_path):
     same = Library(tmp_path, 100, rate=RATE, channels=1)
     same.scan()
     assert np.allclose(same.load(same.get(mono.id))[:, 0], tone, atol=1e-5)
+
+
+def test_a_loop_longer_than_its_sidecar_says_is_refused_before_decoding(tmp_path):
+    from infiniloopd.errors import UserError
+
+    lib = Library(tmp_path, 100)
+    lib.scan()
+    entry = lib.add(noise(3.0), RATE, meta())
+    side = entry.path.with_suffix(".json")
+    data = json.loads(side.read_text())
+    data["seconds"] = 0.5
+    side.write_text(json.dumps(data))
+    again = Library(tmp_path, 100)
+    again.scan()
+    with pytest.raises(UserError, match=r"144000 frames at 48000 Hz, expected at most 1.5 s"):
+        again.load(again.get(entry.id))

@@ -74,3 +74,32 @@ def test_invalid_user_presets_give_one_line(tmp_path, text, message):
 
 def test_parse_empty():
     assert parse_presets(None, "x") == {}
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("fifo", "cannot read: not a regular file"),
+        ("alias", "anchors and aliases"),
+        ("huge", "cannot read: larger than"),
+        ("control", "rain.prompt: expected a non-empty prompt"),
+        ("binary", "cannot read: not UTF-8"),
+    ],
+)
+def test_a_hostile_user_presets_file_is_one_line(tmp_path, kind, message):
+    import os
+
+    path = tmp_path / "presets.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)  # reading it would block forever
+    elif kind == "alias":
+        path.write_text("a: &p {prompt: x}\nb: *p\n")
+    elif kind == "huge":
+        path.write_text("# " + "x" * 400_000 + "\n")
+    elif kind == "control":
+        path.write_text('rain: "drops \\x07 on glass"\n')
+    else:
+        path.write_bytes(b"rain: \xff\n")
+    with pytest.raises(PresetError) as info:
+        load_presets(path)
+    assert message in str(info.value) and "\n" not in str(info.value)

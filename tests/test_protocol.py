@@ -235,3 +235,28 @@ def test_the_daemon_never_unlinks_what_is_not_a_socket(tmp_path):
 
     asyncio.run(main())
     assert victim.read_text() == "precious"
+
+
+def test_client_never_blocks_on_a_fifo_config_or_lock(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.delenv(protocol.ENDPOINT_ENV, raising=False)
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    eps = protocol.resolve_endpoints(config_path=fifo, read_config=True)
+    assert eps.control == protocol.default_control_endpoint()
+    (tmp_path / "run" / "infiniloop").mkdir(parents=True)
+    os.mkfifo(protocol.lock_path())
+    assert protocol.running_pid() is None
+
+
+def test_replies_and_events_are_valid_utf8_even_with_a_stray_surrogate():
+    for raw in (
+        protocol.encode_ok({"last_error": "server said \ud800", "prompt": "é🎵"}),
+        protocol.encode_error("failed", "bad \udcff name"),
+        protocol.encode_event(1, "error", {"message": "x\ud800"}, 1.0),
+    ):
+        text = raw.decode("utf-8")  # strict
+        assert "\\ud" not in text
+    assert protocol.decode_reply(protocol.encode_ok({"prompt": "é🎵 \ud800"})) == {
+        "prompt": "é🎵 ?"
+    }

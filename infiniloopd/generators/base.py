@@ -218,7 +218,7 @@ class LowPriority:
 
 # A generator's output is kept for its last message; a chatty one may not fill memory.
 OUTPUT_KEEP = 64 * 1024
-# Every generator child gets this in its environment, "<daemon pid>-<token>"; its
+# Every generator child gets this in its environment, "<pid>-<start time>-<token>"; its
 # helpers inherit it, even those that start their own session (setsid) and so escape
 # a process-group kill: that is how they are found and killed when it is over.
 TAG_ENV = "INFINILOOP_GENERATOR_TAG"
@@ -271,16 +271,14 @@ def kill_orphaned_generators() -> int:
     """
 
     def orphaned(value: str) -> bool:
-        owner = value.partition("-")[0]
+        # The tag names its daemon by pid and start time: a pid reused since by another
+        # process does not keep the helpers alive, and a live daemon's (or any other
+        # live process's) generators are never touched.
+        owner, _, rest = value.partition("-")
+        started = rest.partition("-")[0]
         if not owner.isdigit():
             return False
-        try:
-            os.kill(int(owner), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return int(owner) != os.getpid() and not _is_daemon(int(owner))
+        return _start_time(int(owner)) != started
 
     pids = _tagged_processes(orphaned)
     for pid in pids:
@@ -291,13 +289,14 @@ def kill_orphaned_generators() -> int:
     return len(pids)
 
 
-def _is_daemon(pid: int) -> bool:
-    """Whether `pid` is a running infiniloopd (a pid reused by something else is not)."""
+def _start_time(pid: int) -> str | None:
+    """When `pid` started (clock ticks since boot, as text), or None if there is no such pid."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"infiniloopd" in f.read(4096)
-    except OSError:
-        return False
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        return fields[19].decode()
+    except (OSError, IndexError):
+        return None
 
 
 _PDEATHSIG: list[str] | None = None
@@ -382,7 +381,7 @@ async def run_process(
         resolved,
         *argv[1:],
     ]
-    tag = f"{os.getpid()}-{secrets.token_hex(6)}"
+    tag = f"{os.getpid()}-{_start_time(os.getpid())}-{secrets.token_hex(6)}"
     child_env = dict(os.environ if env is None else env)
     child_env[TAG_ENV] = tag
     loop = asyncio.get_running_loop()
@@ -460,15 +459,18 @@ async def run_process(
 
     loop.add_reader(master, on_readable)
 
-    def kill_all() -> None:
+    async def kill_tree() -> None:
+        # Scanning /proc for the tag takes a few ms per hundred processes: in a thread,
+        # and shielded so that a second cancellation cannot leave helpers running.
         _kill_group(proc)
-        kill_tagged(tag)
+        if await asyncio.shield(asyncio.to_thread(kill_tagged, tag)):
+            log.info("%s: killed helper processes the generator left running", who)
 
     try:
         try:
             await asyncio.wait_for(proc.wait(), timeout)
         except TimeoutError:
-            kill_all()
+            await kill_tree()
             await proc.wait()
             raise GeneratorError(
                 f"{who}: no result after {timeout:g} s (generator.timeout); killed it"
@@ -476,18 +478,18 @@ async def run_process(
         # A helper may still hold the pipe or terminal; do not wait on it for long.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(done_reading), DRAIN_SECONDS)
+        # Whatever the generator left running (helpers in their own session included)
+        # is over with it.
+        await kill_tree()
     except asyncio.CancelledError:
-        kill_all()
+        _kill_group(proc)
         with contextlib.suppress(ProcessLookupError):
             await asyncio.shield(proc.wait())
+        await kill_tree()
         raise
     finally:
         if proc.returncode is None:
             _kill_group(proc)
-        # Whatever the generator left running (helpers in their own session included)
-        # is over with it.
-        if kill_tagged(tag):
-            log.info("%s: killed helper processes the generator left running", who)
         loop.remove_reader(master)
         _close(master, slave)
     rest = decoder_state["pending"].decode("utf-8", "replace")

@@ -50,7 +50,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from infiniloopd.config import GeneratorConfig
-from infiniloopd.generators.base import GeneratorError, ProgressFn, validate_wav
+from infiniloopd.generators.base import GeneratorError, ProgressFn, check_clip
 from infiniloopd.generators.musicgpt import MAX_SECS, MIN_SECS
 
 log = logging.getLogger(__name__)
@@ -596,7 +596,7 @@ class MusicGPTServerGenerator:
         finally:
             cancel.set()
         try:
-            facts = validate_wav(out, float(secs), _who(server.url))
+            facts = await check_clip(out, float(secs), _who(server.url))  # off the loop
         except GeneratorError as exc:
             raise ServerFailure(str(exc).removeprefix(_who(server.url) + ": ")) from None
         server.succeeded(gen_seconds, facts.seconds)

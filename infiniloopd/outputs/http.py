@@ -38,6 +38,7 @@ BURST_SECONDS = 0.5
 RETAIN_SECONDS = 5.0
 # A send that cannot complete in this long means the listener stopped reading.
 SEND_TIMEOUT = 3.0
+REQUEST_TIMEOUT = 10.0  # seconds to send the request line and headers
 # Kernel send buffer per listener: small, so a stalled reader is noticed in seconds.
 SEND_BUFFER = 32 * 1024
 ICY_METAINT = 16000
@@ -244,6 +245,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.0"
     server_version = "infiniloop"
+    # A peer that does not send its request in time is dropped: idle connections must
+    # not pile up threads and descriptors (streaming sets its own send timeout).
+    timeout = REQUEST_TIMEOUT
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("http: %s " + format, self.address_string(), *args)

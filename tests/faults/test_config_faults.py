@@ -34,6 +34,18 @@ BAD = [
     ("control:\n  endpoint: tcp://0.0.0.0:5555\n", "control.endpoint: a tcp:// endpoint needs"),
     ("playback:\n  crossfade: [1\n", "expected ',' or ']'"),
     ("- just\n- a list\n", "top level: expected a mapping"),
+    # An alias "bomb" (a billion values if expanded), refused before anything is built.
+    (
+        'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
+        + "".join(
+            f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n"
+            for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+        ),
+        "anchors and aliases (&name, *name) are not supported",
+    ),
+    ("output:\n  rate: " + "9" * 400 + "\n", "output.rate: expected an integer between 8000"),
+    ("prompt: " + "[" * 5000 + "]" * 5000 + "\n", "line 1, column"),  # too deeply nested
+    ("generatr:\n  seconds: 10\n", "generatr: unknown key, did you mean generator?"),
 ]
 
 
@@ -54,6 +66,27 @@ def test_bad_config_at_start(tmp_path, text, message):
     assert str(d.config_path) in r.stderr  # names the file
     assert "Traceback" not in r.stderr
     assert not (d.runtime / "control.sock").exists()
+
+
+def test_every_bad_key_at_start_one_line_each(tmp_path):
+    d = Daemon(tmp_path)
+    d.write_config("generatr: {}\nplayback:\n  volum: 3\n  crossfade: long\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "infiniloopd", "--config", str(d.config_path)],
+        env=d.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 3, r.stderr
+    assert lines[0].endswith(f"{d.config_path}: generatr: unknown key, did you mean generator?")
+    assert lines[1].endswith(f"{d.config_path}: playback.volum: unknown key, did you mean volume?")
+    assert lines[2].endswith(
+        f'{d.config_path}: playback.crossfade: expected seconds between 0 and 60, got "long"'
+    )
+    assert "Traceback" not in r.stderr
 
 
 @pytest.fixture(scope="module")

@@ -217,3 +217,23 @@ def test_checking_a_big_clip_leaves_the_event_loop_free(tmp_path):
     assert facts.seconds == pytest.approx(30.0)
     # The loop ran while the clip was decoded and checked, not only before or after.
     assert ticks_during[0] > 3
+
+
+def test_only_generators_whose_owner_is_gone_are_swept():
+    from infiniloopd.generators.base import TAG_ENV, _start_time
+
+    me = os.getpid()
+    live_tag = f"{me}-{_start_time(me)}-live"  # this process: alive, whatever its name
+    gone_tag = f"{me}-1-gone"  # same pid, another start time: a reused pid
+    sleep = [sys.executable, "-c", "import time; time.sleep(300)"]
+    live = subprocess.Popen(sleep, env={**os.environ, TAG_ENV: live_tag})
+    gone = subprocess.Popen(sleep, env={**os.environ, TAG_ENV: gone_tag})
+    try:
+        time.sleep(0.3)  # their environments are in place
+        kill_orphaned_generators()
+        assert wait_gone(gone.pid), "a generator of a gone daemon was left running"
+        assert alive(live.pid), "a live process's generator was killed"
+    finally:
+        for p in (live, gone):
+            p.kill()
+            p.wait()

@@ -227,3 +227,30 @@ def _serve_ipc(endpoint: str, body):
             task.cancel()
 
     return asyncio.run(main())
+
+
+def test_http_listeners_that_never_send_a_request_are_dropped(monkeypatch):
+    from infiniloopd.outputs import http as http_output
+
+    monkeypatch.setattr(http_output._Handler, "timeout", 0.5)
+    port = free_port()
+    out = http_output.HttpOutput(f"127.0.0.1:{port}", formats=("mp3",))
+    out.open(48000, 2)
+    try:
+        silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(50)]
+        dropped = 0
+        for s in silent:
+            s.settimeout(15)
+            try:
+                dropped += s.recv(1) == b""  # EOF: the server gave up on us
+            except TimeoutError:
+                pass
+            finally:
+                s.close()
+        assert dropped == len(silent), f"{len(silent) - dropped} idle connections kept"
+        # A real listener still gets its stream.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /stream HTTP/1.0\r\n\r\n")
+            assert s.recv(64).startswith(b"HTTP/1.0 200")
+    finally:
+        out.close()

@@ -19,14 +19,18 @@ from infiniloopd.errors import UserError
 from infiniloopd.generators.base import (
     LowPriority,
     ProgressFn,
+    check_clip,
     check_exit,
     run_process,
-    validate_wav,
 )
+from infiniloopd.text import printable
 
 from .constants import DEFAULT_SOUNDFONTS, INSTALL_HINT
 
 log = logging.getLogger(__name__)
+
+# Lines of a clip's output kept to be logged (the child's own warnings, e.g. a fallback).
+MAX_WARNINGS = 20
 
 
 class SynthProcessGenerator:
@@ -73,12 +77,13 @@ class SynthProcessGenerator:
         def on_output(text: str) -> None:
             pending[0] += text
             *complete, pending[0] = pending[0].split("\n")
+            pending[0] = pending[0][-4096:]  # a line without end is not kept whole
             for line in complete:
                 if line.startswith("progress "):
                     with contextlib.suppress(IndexError, ValueError):
                         progress(min(1.0, max(0.0, float(line.split()[1]))))
-                elif line.strip():
-                    lines.append(line.strip())
+                elif line.strip() and len(lines) < MAX_WARNINGS:
+                    lines.append(printable(line.strip()[:500]))
 
         self.phase = "generating"
         try:
@@ -97,6 +102,6 @@ class SynthProcessGenerator:
             if line not in self._warned:
                 self._warned.add(line)
                 log.warning("synth: %s", line)
-        validate_wav(out, seconds, who)
+        await check_clip(out, seconds, who)  # off the event loop
         progress(1.0)
         return out
