@@ -187,21 +187,8 @@ class LowPriority:
 
     def _idle_allowed(self) -> bool:
         if self._idle_ok is None:
-            chrt = shutil.which("chrt")
-            ok = False
-            if chrt:
-                # Containers and some kernels refuse SCHED_IDLE; find out once, quietly.
-                with contextlib.suppress(OSError, subprocess.SubprocessError):
-                    ok = (
-                        subprocess.run(
-                            [chrt, "--idle", "0", "true"],
-                            stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL,
-                            timeout=5,
-                        ).returncode
-                        == 0
-                    )
+            # Containers and some kernels refuse SCHED_IDLE; find out once, quietly.
+            ok = _wrapper_works("chrt", "--idle", "0") is not None
             if not ok:
                 log.info("SCHED_IDLE not available for generators; using nice only")
             self._idle_ok = ok
@@ -310,20 +297,8 @@ def _pdeathsig_prefix() -> list[str]:
     """
     global _PDEATHSIG
     if _PDEATHSIG is None:
-        setpriv = shutil.which("setpriv")
-        ok = False
-        if setpriv:
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                ok = (
-                    subprocess.run(
-                        [setpriv, "--pdeathsig", "KILL", "true"],
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                        timeout=5,
-                    ).returncode
-                    == 0
-                )
+        setpriv = _wrapper_works("setpriv", "--pdeathsig", "KILL")
+        ok = setpriv is not None
         if not ok:
             log.info("setpriv --pdeathsig not available; generators are tracked by tag only")
         _PDEATHSIG = [setpriv, "--pdeathsig", "KILL"] if ok and setpriv else []
@@ -530,3 +505,21 @@ def last_message(output: str, limit: int = 200) -> str:
         if "error" in low or "panicked" in low:
             return line[:limit]
     return lines[-1][:limit]
+
+
+def _wrapper_works(name: str, *args: str) -> str | None:
+    """The path of exec wrapper `name` if `name ARGS true` succeeds here, else None."""
+    path = shutil.which(name)
+    if path is None:
+        return None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(
+            [path, *args, "true"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=5,
+        )
+        if done.returncode == 0:
+            return path
+    return None
