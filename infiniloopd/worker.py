@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -154,13 +155,14 @@ class AnalyzerWorker:
         self.restarts = 0
         self.warm_seconds: float | None = None
         self._closing = False
-        self._watched: tuple[asyncio.AbstractEventLoop, int] | None = None
+        self._dead: multiprocessing.process.BaseProcess | None = None  # known to have ended
         self._revival: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
         proc = self._proc
-        return proc.pid if proc is not None and proc.is_alive() else None
+        alive = proc is not None and proc is not self._dead and proc.is_alive()
+        return proc.pid if alive else None
 
     # --- process management ------------------------------------------------------------
 
@@ -187,29 +189,29 @@ class AnalyzerWorker:
             proc.join(5)
 
     async def _respawn(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Replace the worker (in an executor thread) and watch the new one's sentinel."""
-        self._unwatch()
+        """Replace the worker (in an executor thread) and watch the new one."""
         await loop.run_in_executor(None, self._spawn)
         proc = self._proc
         if proc is not None:
-            # The sentinel becomes readable when the process ends. The callback holds
-            # `proc`, which keeps the descriptor open until the reader is removed.
-            loop.add_reader(proc.sentinel, self._on_exit, proc)
-            self._watched = (loop, proc.sentinel)
+            # A thread blocked in waitpid() learns of the exit whatever happens to the
+            # process's pipes (a sentinel fd can stay open in a grandchild that inherited
+            # it, and then never becomes readable).
+            threading.Thread(
+                target=self._watch, args=(loop, proc), name="analyzer-watch", daemon=True
+            ).start()
 
-    def _unwatch(self) -> None:
-        if self._watched is not None:
-            loop, fd = self._watched
-            self._watched = None
-            with contextlib.suppress(Exception):
-                loop.remove_reader(fd)
+    def _watch(self, loop: asyncio.AbstractEventLoop, proc: Any) -> None:
+        """Watcher thread: wait for `proc` to end, then tell the event loop."""
+        with contextlib.suppress(Exception):
+            proc.join()
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
+            loop.call_soon_threadsafe(self._on_exit, proc)
 
     def _on_exit(self, proc: multiprocessing.process.BaseProcess) -> None:
-        """The watched worker ended (event loop thread): revive it unless closing."""
-        if self._watched is not None and self._watched[1] == proc.sentinel:
-            self._unwatch()
+        """A worker ended (event loop thread): revive it unless closing or replaced."""
         if self._closing or proc is not self._proc:
             return
+        self._dead = proc
         if self._revival is None or self._revival.done():
             self._revival = asyncio.get_running_loop().create_task(self._revive())
 
@@ -256,7 +258,8 @@ class AnalyzerWorker:
                 self._inflight = None
             if self._closing:
                 raise _WorkerDied("closing")
-            alive = self._proc is not None and self._proc.is_alive()
+            proc = self._proc
+            alive = proc is not None and proc is not self._dead and proc.is_alive()
             if alive and only_if_dead:
                 return None
             if not alive:
@@ -317,7 +320,6 @@ class AnalyzerWorker:
     async def close(self) -> None:
         """Ask the worker to exit; kill it if it does not."""
         self._closing = True
-        self._unwatch()
         if self._revival is not None and not self._revival.done():
             self._revival.cancel()
         proc, conn = self._proc, self._conn
