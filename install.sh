@@ -30,6 +30,8 @@ if [ "$with_test" = 1 ]; then
     # Real clients for the network outputs: ffmpeg/ffprobe decode the HTTP stream,
     # snapserver + snapclient carry the Snapcast output.
     packages+=(ffmpeg snapserver snapclient)
+    # Real clients for the frontends: playerctl (MPRIS over D-Bus) and mpc (MPD).
+    packages+=(playerctl mpc)
 fi
 
 missing=()

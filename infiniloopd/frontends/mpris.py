@@ -12,10 +12,12 @@ changed. Without a session bus it logs one warning and the daemon plays on.
 
 import asyncio
 import logging
+import os
 import re
+from pathlib import Path
 from typing import Annotated, Any
 
-from dbus_fast import BusType, PropertyAccess, Variant
+from dbus_fast import PropertyAccess, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.annotations import (
     DBusBool,
@@ -76,6 +78,17 @@ def metadata(status: dict[str, Any]) -> dict[str, Variant]:
     if isinstance(bpm, (int, float)) and bpm > 0:
         meta["xesam:audioBPM"] = Variant("i", int(round(bpm)))
     return meta
+
+
+def session_bus_address() -> str | None:
+    """$DBUS_SESSION_BUS_ADDRESS, else the user bus of dbus-user-session if it is there."""
+    address = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
+    if address:
+        return address
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime, "bus").is_socket():
+        return f"unix:path={Path(runtime, 'bus')}"
+    return None
 
 
 def _plain(value: Any) -> Any:
@@ -280,7 +293,7 @@ class MprisFrontend:
 
     async def start(self) -> None:
         try:
-            bus = await MessageBus(bus_type=BusType.SESSION).connect()
+            bus = await MessageBus(bus_address=session_bus_address()).connect()
         except Exception as exc:  # no address, refused, auth: all mean "no bus here"
             log.warning("mpris: no D-Bus session bus (%s); media keys and playerctl are off", exc)
             return
