@@ -304,3 +304,16 @@ def test_port_in_use_is_one_warning_and_the_daemon_plays(tmp_path):
         finally:
             d.stop()
             d.close()
+
+
+def test_split_args_follows_mpd_quoting():
+    from infiniloopd.frontends.mpd import MpdError, split_args
+
+    assert split_args("status") == ["status"]
+    assert split_args('password "a \\"b\\" c\\\\d"  x') == ["password", 'a "b" c\\d', "x"]
+    assert split_args("  setvol\t50 ") == ["setvol", "50"]
+    assert split_args('find "" x') == ["find", "", "x"]
+    with pytest.raises(MpdError, match="closing"):
+        split_args('password "open')
+    with pytest.raises(MpdError, match="Space expected"):
+        split_args('a "b"c')

@@ -252,3 +252,25 @@ def test_no_bus_is_one_warning_and_the_daemon_plays(tmp_path):
     finally:
         d.stop()
         d.close()
+
+
+def test_track_ids_are_object_paths():
+    from infiniloopd.frontends.mpris import NO_TRACK, metadata, track_id
+
+    assert track_id(None) == NO_TRACK == "/org/mpris/MediaPlayer2/TrackList/NoTrack"
+    assert track_id("20261203-040324-2d61bd") == (
+        "/org/mpris/MediaPlayer2/infiniloop/loop/20261203_040324_2d61bd"
+    )
+    assert track_id("é/..") == "/org/mpris/MediaPlayer2/infiniloop/loop/____"
+    meta = metadata({"loop": None})
+    assert list(meta) == ["mpris:trackid"] and meta["mpris:trackid"].value == NO_TRACK
+    meta = metadata(
+        {
+            "loop": {"id": "a-1", "prompt": "rain", "bpm": 91.6, "seconds": 7.25},
+            "generator": {"backend": "musicgpt", "model": "small"},
+        }
+    )
+    assert meta["xesam:title"].value == "rain"
+    assert meta["xesam:artist"].value == ["musicgpt (small)"]
+    assert (meta["mpris:length"].signature, meta["mpris:length"].value) == ("x", 7250000)
+    assert meta["xesam:audioBPM"].value == 92

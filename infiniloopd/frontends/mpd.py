@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -119,6 +120,13 @@ def _int(text: str, what: str = "Integer expected") -> int:
         raise MpdError(ACK_ARG, f"{what}: {text}") from None
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _seconds(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
@@ -180,6 +188,12 @@ class MpdFrontend:
             return
         self.session.add_listener(self)
         log.info("mpd: listening on %s", self.listen)
+        if self.password is None and not _loopback(host):
+            log.warning(
+                "mpd: %s is reachable from other machines and mpd.password is null: "
+                "anyone there can control playback",
+                self.listen,
+            )
 
     async def close(self) -> None:
         self.session.remove_listener(self)
