@@ -114,6 +114,11 @@ def test_greeting_and_mpd_errors(daemon):
         assert raw.ask("frobnicate 1 2") == ['ACK [5@0] {} unknown command "frobnicate"']
         assert raw.ask("setvol 101") == ["ACK [2@0] {setvol} Invalid volume value"]
         assert raw.ask("previous")[0].startswith("ACK [50@0] {previous} ")
+        assert raw.ask("random 0") == ["OK"]
+        assert raw.ask("random 1") == [
+            "ACK [2@0] {random} random: an endless stream cannot change it"
+        ]
+        assert raw.ask("lsinfo") == ["OK"]
         assert raw.ask("idle nonsense") == ["ACK [2@0] {idle} Unrecognized idle event: nonsense"]
         assert raw.ask('status "unterminated')[0].startswith("ACK [2@0] {} ")
         # A command list stops at the first error, which names its index.

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -65,6 +65,9 @@ EVENT_SUBSYSTEMS: dict[str, tuple[str, ...]] = {
     "prompt": ("playlist",),
     "loop_ready": ("playlist",),
 }
+# The play modes an endless stream has: never random, repeat or single; always consume
+# (a loop leaves the queue once it has played).
+MODES = {"random": "0", "repeat": "0", "single": "0", "consume": "1"}
 MPD_STATE = {"playing": "play", "paused": "pause", "stopped": "stop"}
 TAG_TYPES = ("Artist", "Album", "Title", "Comment")
 # Allowed before `password` when a password is set (MPD's "read"-less default).
@@ -144,17 +147,19 @@ class MpdFrontend:
         self.server: asyncio.Server | None = None
         self.clients: set[_Client] = set()
         self.playlist_version = 1
-        self.started = time.monotonic()
         self._song_ids: dict[str, int] = {}
         self._next_song_id = 1
         self.commands: dict[str, Callable[[_Client, list[str]], Any]] = {
             "close": _Client.cmd_close,
+            "consume": functools.partial(_Client.cmd_mode, mode="consume"),
             "commands": _Client.cmd_commands,
             "crossfade": _Client.cmd_crossfade,
             "currentsong": _Client.cmd_currentsong,
             "decoders": _Client.cmd_empty,
             "getvol": _Client.cmd_getvol,
             "idle": _Client.cmd_idle,
+            "listplaylists": _Client.cmd_empty,
+            "lsinfo": _Client.cmd_lsinfo,
             "next": _Client.cmd_next,
             "noidle": _Client.cmd_noidle,
             "notcommands": _Client.cmd_notcommands,
@@ -168,7 +173,11 @@ class MpdFrontend:
             "playlistinfo": _Client.cmd_playlistinfo,
             "plchanges": _Client.cmd_plchanges,
             "previous": _Client.cmd_previous,
+            "random": functools.partial(_Client.cmd_mode, mode="random"),
+            "repeat": functools.partial(_Client.cmd_mode, mode="repeat"),
+            "replay_gain_status": _Client.cmd_replay_gain_status,
             "setvol": _Client.cmd_setvol,
+            "single": functools.partial(_Client.cmd_mode, mode="single"),
             "stats": _Client.cmd_stats,
             "status": _Client.cmd_status,
             "stop": _Client.cmd_stop,
@@ -425,6 +434,23 @@ class _Client:
     def cmd_empty(self, args: list[str]) -> Reply:
         return []
 
+    def cmd_mode(self, args: list[str], *, mode: str) -> Reply:
+        self._args(args, 1, 1)
+        if args[0] not in ("0", "1", "oneshot"):
+            raise MpdError(ACK_ARG, f"Boolean (0/1) expected: {args[0]}")
+        if args[0] != MODES[mode]:
+            raise MpdError(ACK_ARG, f"{mode}: an endless stream cannot change it")
+        return []
+
+    def cmd_lsinfo(self, args: list[str]) -> Reply:
+        self._args(args, 0, 1)
+        if args and args[0] not in ("", "/"):
+            raise MpdError(ACK_NO_EXIST, "No such directory")
+        return []  # no music database: loops come from the generator
+
+    def cmd_replay_gain_status(self, args: list[str]) -> Reply:
+        return [("replay_gain_mode", "off")]  # loops are loudness-normalized already
+
     def cmd_close(self, args: list[str]) -> Reply:
         raise CloseConnection
 
@@ -472,10 +498,10 @@ class _Client:
         state = MPD_STATE.get(st.get("state"), "stop")
         reply: Reply = [
             ("volume", int(st.get("volume", 0))),
-            ("repeat", 0),
-            ("random", 0),
-            ("single", 0),
-            ("consume", 1),  # a loop leaves the queue once it has played
+            ("repeat", MODES["repeat"]),
+            ("random", MODES["random"]),
+            ("single", MODES["single"]),
+            ("consume", MODES["consume"]),
             ("partition", "default"),
             ("playlist", self.frontend.playlist_version),
             ("playlistlength", len(playlist)),
@@ -563,7 +589,7 @@ class _Client:
             ("albums", 1),
             ("songs", int(library.get("loops", 0))),
             ("uptime", int(_seconds(st.get("uptime")) or 0)),
-            ("playtime", int(time.monotonic() - self.frontend.started)),
+            ("playtime", 0),  # not tracked by the session
             ("db_playtime", 0),
             ("db_update", 0),
         ]
