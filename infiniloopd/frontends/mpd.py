@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from infiniloopd.config import listen_address
-from infiniloopd.core.errors import CoreError
+from infiniloopd.core.errors import CoreError, InvalidValue, NotFound, NotReady
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ ACK_PERMISSION = 4
 ACK_UNKNOWN = 5
 ACK_NO_EXIST = 50
 ACK_SYSTEM = 52
+ACK_PLAYER_SYNC = 55
 
 SUBSYSTEMS = (
     "database",
@@ -121,6 +122,17 @@ def _int(text: str, what: str = "Integer expected") -> int:
         return int(text)
     except ValueError:
         raise MpdError(ACK_ARG, f"{what}: {text}") from None
+
+
+def ack_code(exc: CoreError) -> int:
+    """The MPD error code closest to a core error."""
+    if isinstance(exc, InvalidValue):
+        return ACK_ARG
+    if isinstance(exc, NotFound):
+        return ACK_NO_EXIST
+    if isinstance(exc, NotReady):
+        return ACK_PLAYER_SYNC
+    return ACK_SYSTEM
 
 
 def _loopback(host: str) -> bool:
@@ -361,7 +373,10 @@ class _Client:
             name = args[0]
             if list_mode is not None:
                 if name == "command_list_end":
-                    await self._run_list(batch, ok=list_mode == "list_ok")
+                    try:
+                        await self._run_list(batch, ok=list_mode == "list_ok")
+                    except CloseConnection:
+                        return
                     list_mode, batch = None, []
                 elif len(batch) >= MAX_LIST:
                     self.write(b"ACK [2@0] {command_list_end} command list too long\n")
@@ -420,7 +435,13 @@ class _Client:
             shown = name if handler is not None else ""
             return f"ACK [{exc.code}@{index}] {{{shown}}} {exc}\n".encode()
         except CoreError as exc:
-            return f"ACK [{ACK_ARG}@{index}] {{{name}}} {exc}\n".encode()
+            code = ack_code(exc)
+            return f"ACK [{code}@{index}] {{{name}}} {exc}\n".encode()
+        except CloseConnection:
+            raise
+        except Exception:  # a bug: the client gets an error, the connection lives on
+            log.exception("mpd: %s failed", name)
+            return f"ACK [{ACK_SYSTEM}@{index}] {{{name}}} internal error (see the log)\n".encode()
         if result is None:
             return None
         return self.render(result)
