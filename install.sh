@@ -30,6 +30,8 @@ if [ "$with_test" = 1 ]; then
     # Real clients for the network outputs: ffmpeg/ffprobe decode the HTTP stream,
     # snapserver + snapclient carry the Snapcast output.
     packages+=(ffmpeg snapserver snapclient)
+    # Real clients for the frontends: playerctl (MPRIS over D-Bus) and mpc (MPD).
+    packages+=(playerctl mpc)
 fi
 
 missing=()
@@ -61,5 +63,10 @@ mkdir -p "$bindir"
 for cmd in infiniloopd infiniloopctl; do
     ln -sf "$PWD/.venv/bin/$cmd" "$bindir/$cmd"
 done
+# The .desktop file media widgets look up for the MPRIS name and icon.
+if [ "$(id -u)" = 0 ]; then appdir=/usr/local/share/applications
+else appdir="${XDG_DATA_HOME:-$HOME/.local/share}/applications"; fi
+mkdir -p "$appdir"
+install -m 644 packaging/infiniloop.desktop "$appdir/infiniloop.desktop"
 echo "install.sh: done; $bindir/infiniloopd and $bindir/infiniloopctl are ready"
 case ":$PATH:" in *":$bindir:"*) ;; *) echo "install.sh: note: add $bindir to your PATH";; esac

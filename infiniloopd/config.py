@@ -319,6 +319,24 @@ class ControlConfig:
 
 
 @dataclass
+class MpdConfig:
+    listen: str = _k("127.0.0.1:6600", Text("HOST:PORT for MPD clients, e.g. 127.0.0.1:6600"))
+    password: str | None = _k(
+        None, Text("a password MPD clients send with `password`, or null", optional=True)
+    )
+
+
+@dataclass(frozen=True)
+class Section(Kind):
+    """An optional section: null (off) or a mapping built like any other section."""
+
+    cls: type = object
+
+    def convert(self, value: Any) -> Any:  # pragma: no cover - built by _build
+        raise _Bad(self.expected)
+
+
+@dataclass
 class Config:
     prompt: str = _k(
         DEFAULT_PROMPT, Text("a non-empty prompt of at most 1000 characters", max_len=1000)
@@ -332,6 +350,12 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     # Several outputs at once (a list of `output:`-like entries); None: just `output:`.
     outputs: list[OutputConfig] | None = _k(None, OutputList("a list of outputs", optional=True))
+    # MPRIS2 on the D-Bus session bus (media keys, desktop widgets, playerctl).
+    mpris: bool = _k(True, Flag("true or false"))
+    # The MPD protocol for mpc, ncmpcpp and phone apps; None: off.
+    mpd: MpdConfig | None = _k(
+        None, Section("null or a mapping with listen and password", optional=True, cls=MpdConfig)
+    )
     # Where this config came from, for messages; not a key.
     source: str = field(default="<defaults>", metadata={"internal": True})
 
@@ -384,6 +408,9 @@ def _build(cls: type, data: Any, key_path: str, problems: list[tuple[str, str]])
             kwargs[key] = _build(section, {} if value is None else value, full, problems)
             continue
         kind: Kind = f.metadata["kind"]
+        if isinstance(kind, Section):
+            kwargs[key] = None if value is None else _build(kind.cls, value, full, problems)
+            continue
         try:
             kwargs[key] = kind.parse(value)
         except _Bad as bad:
@@ -426,6 +453,14 @@ def _cross_check(cfg: Config) -> list[tuple[str, str]]:
                 f"got {a.max_loop:g}",
             )
         )
+    if cfg.mpd is not None and _host_port(cfg.mpd.listen) is None:
+        out.append(
+            (
+                "mpd.listen",
+                f"mpd.listen: expected HOST:PORT with a port between 1 and 65535, "
+                f"got {_show(cfg.mpd.listen)}",
+            )
+        )
     ep = cfg.control.endpoint
     if ep is not None:
         if not (ep.startswith("ipc://") or ep.startswith("tcp://")):
@@ -453,6 +488,24 @@ def _cross_check(cfg: Config) -> list[tuple[str, str]]:
                 )
             )
     return out
+
+
+def _host_port(text: str) -> tuple[str, int] | None:
+    """("host", port) from "HOST:PORT" or "[v6]:PORT", or None."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """The (host, port) of a validated HOST:PORT setting."""
+    parsed = _host_port(text)
+    if parsed is None:
+        raise ConfigError(f"{text!r}: expected HOST:PORT")
+    return parsed
 
 
 # --- outputs: several outputs at once ------------------------------------------------

@@ -28,6 +28,7 @@ from infiniloopd.atomic import write_audio_atomic, write_json_atomic
 from infiniloopd.config import Config, ConfigError, load_config, parse_config
 from infiniloopd.control import Arg, Command, ControlServer
 from infiniloopd.errors import UserError
+from infiniloopd.frontends.daemon_adapter import DaemonSession
 from infiniloopd.outputs import output_states, set_output_metadata
 from infiniloopd.protocol import ProtocolError
 from infiniloopd.state import HISTORY_MAX, State, load_state, save_state
@@ -305,6 +306,8 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
         cfg = self.cfg
+        self.session = DaemonSession(self)  # before the producer takes `self.emit`
+        self.frontends: list[Any] = []
         await asyncio.to_thread(_sweep_leftovers, cfg)
         endpoints = protocol.resolve_endpoints(self.endpoint_override, cfg.control.endpoint)
         for path in (endpoints.control_path, endpoints.events_path):
@@ -385,6 +388,9 @@ class Daemon:
             self.player.status().output,
             self.settings.prompt,
         )
+        self.frontends = build_frontends(self.session, cfg)
+        for frontend in self.frontends:
+            await frontend.start()
         self.emit("started", {"pid": os.getpid(), "version": __version__})
         await self.stop_event.wait()
         await self._shutdown()
@@ -446,6 +452,8 @@ class Daemon:
         await asyncio.to_thread(self.player.fade_out, FADE_OUT)
         self._write_state(snapshot)
         await self.control.drain()  # a `save` in progress finishes and answers
+        for frontend in self.frontends:
+            await frontend.close()
         self.control.close()
         for task in self.tasks:
             task.cancel()
@@ -1045,6 +1053,20 @@ class Daemon:
 
 
 # --- helpers ----------------------------------------------------------------------------
+
+
+def build_frontends(session: Any, cfg: Config) -> list[Any]:
+    """The ways in besides the control socket, as the config asks (each starts itself)."""
+    frontends: list[Any] = []
+    if cfg.mpris:
+        from infiniloopd.frontends.mpris import MprisFrontend
+
+        frontends.append(MprisFrontend(session, cfg.mpris))
+    if cfg.mpd is not None:
+        from infiniloopd.frontends.mpd import MpdFrontend
+
+        frontends.append(MpdFrontend(session, cfg.mpd))
+    return frontends
 
 
 def _sweep_leftovers(cfg: Config) -> None:

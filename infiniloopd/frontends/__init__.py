@@ -1,0 +1,1 @@
+"""Ways in: each frontend translates between its protocol and the core Session."""
