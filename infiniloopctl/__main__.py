@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +299,17 @@ def render(cmd: str, result: dict[str, Any], args: argparse.Namespace) -> str | 
                 line += "  " + time.strftime("%H:%M:%S", time.localtime(e["started"]))
             lines.append(line)
         return "\n".join(lines)
+    if cmd == "schedule":
+        firings = result.get("firings") or []
+        if not firings:
+            return "no schedule (add schedule: entries to the config)"
+        rows = []
+        for f in firings:
+            # The daemon's local time, which the schedule is written in.
+            when = datetime.fromisoformat(f["local"]).strftime("%a %Y-%m-%d %H:%M")
+            what = f"preset {f['preset']}" if f.get("preset") else json.dumps(f.get("prompt"))
+            rows.append(f"{when}  {what}  (schedule[{f.get('entry')}]: {f.get('when')})")
+        return "\n".join(rows)
     if cmd == "reload":
         changed = result.get("changed") or []
         text = f"config reloaded from {result.get('config')}"

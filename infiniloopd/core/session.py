@@ -102,6 +102,7 @@ class Session:
         self._presets: dict[str, Any] | None = None
         self.prompt_pending = False  # a new prompt whose first loop is not playing yet
         self.skip_pending = False  # `next` asked for while no loop was ready
+        self.scheduler: Any = None  # a core.schedule.Scheduler when the config has a schedule
         self._sleep_task: asyncio.Task | None = None
         self._sleep_deadline: float | None = None  # on the loop's monotonic clock
         self.state = load_state() if state is None else state
@@ -120,6 +121,7 @@ class Session:
 
         self.loop = asyncio.get_running_loop()
         cfg = self.cfg
+        self._check_schedule(cfg)  # before any sound: a bad entry is a config error
         await asyncio.to_thread(_sweep_leftovers, cfg)
         out = cfg.output
         output = await asyncio.to_thread(build_output, cfg)
@@ -178,6 +180,11 @@ class Session:
             asyncio.create_task(self._run_producer(), name="producer"),
             asyncio.create_task(self._switch_loop(), name="switcher"),
         ]
+        if self.cfg.schedule:
+            from infiniloopd.core.schedule import Scheduler
+
+            self.scheduler = Scheduler(self, self.cfg.schedule)
+            self.tasks.append(asyncio.create_task(self.scheduler.run(), name="schedule"))
 
     async def fade_and_save(self) -> None:
         """First step of stopping: fade out (bounded) and write the state."""
@@ -694,6 +701,38 @@ class Session:
         self.emit("sleep", {"remaining": None, "expired": True})
         self._refresh_status()
 
+    # --- schedule -------------------------------------------------------------------
+
+    def _check_schedule(self, cfg: Config) -> None:
+        """Every preset the schedule names exists; UserError naming each entry that fails."""
+        wanted = [e for e in cfg.schedule if e.preset is not None]
+        if not wanted:
+            return
+        presets = self.presets()
+        bad = [
+            f"{cfg.source}: schedule[{e.index}].preset: no preset {e.preset!r} "
+            f"(presets: {', '.join(sorted(presets))})"
+            for e in wanted
+            if e.preset not in presets
+        ]
+        if bad:
+            raise ConfigError("\n".join(bad), bad)
+
+    def schedule(self, count: int = 10) -> list[dict[str, Any]]:
+        """The next `count` firings of the schedule, soonest first."""
+        if self.scheduler is None:
+            return []
+        return self.scheduler.upcoming(count)
+
+    def _replace_schedule(self, cfg: Config) -> None:
+        if self.scheduler is not None:
+            self.scheduler.replace(cfg.schedule)
+        elif cfg.schedule and self.loop is not None:
+            from infiniloopd.core.schedule import Scheduler
+
+            self.scheduler = Scheduler(self, cfg.schedule)
+            self.tasks.append(asyncio.create_task(self.scheduler.run(), name="schedule"))
+
     # --- prompt and presets -----------------------------------------------------------
 
     @property
@@ -906,9 +945,16 @@ class Session:
                 raise
             changed = [
                 name
-                for name in ("prompt", "log_level", *self._sections())
+                for name in ("prompt", "log_level", *self._sections(), "schedule")
                 if getattr(new, name) != getattr(old, name)
             ]
+            if new.schedule != old.schedule:
+                try:
+                    self._check_schedule(new)
+                except UserError as exc:
+                    log.error("%s", exc)
+                    self.emit("error", {"message": str(exc)})
+                    raise
             output = None
             if new.output != old.output or new.outputs != old.outputs:
                 if (new.output.rate, new.output.channels) != (old.output.rate, old.output.channels):
@@ -941,6 +987,8 @@ class Session:
                 if name in changed:
                     log.warning("%s: changes take effect after a restart", name)
             self._presets = None
+            if "schedule" in changed:
+                self._replace_schedule(new)
             self.schedule_save()
             log.info(
                 "config reloaded from %s (changed: %s)", new.source, ", ".join(changed) or "nothing"

@@ -179,6 +179,21 @@ COMMANDS: tuple[Spec, ...] = (
         (Arg("duration", "duration", help="e.g. 30m, 45s, 1h, or off; none: show"),),
         "pause after a while, fading out over the last minute (off: cancel)",
     ),
+    Spec(
+        "schedule",
+        (
+            Arg(
+                "count",
+                "int",
+                lo=1,
+                hi=1000,
+                cli="option",
+                default=10,
+                help="firings to list (default 10)",
+            ),
+        ),
+        "list the next firings of the config's schedule",
+    ),
     Spec("reload", help="reload the config file"),
     Spec("events", (Arg("since", "int", lo=0, hi=2**62),), "events since a seq", client=False),
     Spec("ping", help="check that the daemon answers"),

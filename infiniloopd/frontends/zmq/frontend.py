@@ -172,6 +172,10 @@ class ZmqFrontend:
             self.session.sleep(parse_duration_arg(value))
         return {"sleep": self.session.sleep_status()}
 
+    def cmd_schedule(self, args: dict[str, Any]) -> dict[str, Any]:
+        count = 10 if args["count"] is None else args["count"]
+        return {"firings": self.session.schedule(count)}
+
     async def cmd_reload(self, _args: dict[str, Any]) -> dict[str, Any]:
         return await self.session.reload()
 
