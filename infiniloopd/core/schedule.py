@@ -16,11 +16,13 @@ applies the entry now in force, and one set backwards plans again from the new t
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
@@ -273,34 +275,39 @@ def local_zone() -> tzinfo:
 
 
 def _instants_on(spec: CronSpec, day: date, tz: tzinfo) -> list[float]:
-    """The epoch seconds the spec fires at on a local calendar day, ascending.
+    """The epoch seconds the spec fires at on a local day it matches, ascending.
 
     fold=0 picks the first of two repeated times; a skipped time converts with the
     offset before the change, i.e. to the moment the clock jumped past it.
     """
-    if not spec.matches_day(day):
-        return []
     out = set()
     for h, m in spec.times():
         out.add(datetime(day.year, day.month, day.day, h, m, tzinfo=tz).timestamp())
     return sorted(out)
 
 
-def next_firing(spec: CronSpec, after: float, tz: tzinfo) -> float | None:
-    """The first firing strictly after `after` (epoch seconds), or None within 5 years."""
+def firings(spec: CronSpec, after: float, tz: tzinfo) -> Iterator[float]:
+    """The firings strictly after `after` (epoch seconds), ascending, for up to 5 years."""
     start = datetime.fromtimestamp(after, tz).date() - timedelta(days=1)
     for d in range(LOOKAHEAD_DAYS):
-        for t in _instants_on(spec, start + timedelta(days=d), tz):
-            if t > after:
-                return t
-    return None
+        day = start + timedelta(days=d)
+        if spec.matches_day(day):
+            yield from (t for t in _instants_on(spec, day, tz) if t > after)
+
+
+def next_firing(spec: CronSpec, after: float, tz: tzinfo) -> float | None:
+    """The first firing strictly after `after` (epoch seconds), or None within 5 years."""
+    return next(firings(spec, after, tz), None)
 
 
 def last_firing(spec: CronSpec, at: float, tz: tzinfo) -> float | None:
     """The last firing at or before `at` (epoch seconds), or None within a year."""
     start = datetime.fromtimestamp(at, tz).date() + timedelta(days=1)
     for d in range(LOOKBACK_DAYS + 2):
-        for t in reversed(_instants_on(spec, start - timedelta(days=d), tz)):
+        day = start - timedelta(days=d)
+        if not spec.matches_day(day):
+            continue
+        for t in reversed(_instants_on(spec, day, tz)):
             if t <= at:
                 return t
     return None
@@ -308,17 +315,14 @@ def last_firing(spec: CronSpec, at: float, tz: tzinfo) -> float | None:
 
 def upcoming(entries: list[Entry], now: float, tz: tzinfo, count: int = 10) -> list[dict]:
     """The next `count` firings of all entries after `now`, soonest first."""
-    out: list[tuple[float, int, Entry]] = []
-    for entry in entries:
-        t = now
-        for _ in range(count):
-            nxt = next_firing(entry.spec, t, tz)
-            if nxt is None:
-                break
-            out.append((nxt, entry.index, entry))
-            t = nxt
-    out.sort(key=lambda x: (x[0], x[1]))
-    return [firing_json(t, e, tz) for t, _i, e in out[:count]]
+
+    def stream(entry: Entry) -> Iterator[tuple[float, int, Entry]]:
+        for t in itertools.islice(firings(entry.spec, now, tz), count):
+            yield t, entry.index, entry
+
+    streams = [stream(entry) for entry in entries]
+    merged = heapq.merge(*streams, key=lambda x: (x[0], x[1]))
+    return [firing_json(t, e, tz) for t, _i, e in itertools.islice(merged, count)]
 
 
 def firing_json(t: float, entry: Entry, tz: tzinfo) -> dict[str, Any]:
