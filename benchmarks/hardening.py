@@ -25,8 +25,8 @@ import soundfile as sf
 
 from infiniloopd import protocol
 from infiniloopd.config import ConfigError, load_config
-from infiniloopd.control import Command, ControlServer
 from infiniloopd.errors import UserError
+from infiniloopd.frontends.zmq.server import Command, ControlServer
 from infiniloopd.generators.base import check_clip
 from infiniloopd.library import read_sidecar
 from infiniloopd.state import load_state

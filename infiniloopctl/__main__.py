@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,16 @@ import zmq
 
 from infiniloopd import __version__, paths, protocol
 from infiniloopd.errors import UserError
+from infiniloopd.frontends.zmq.commands import (
+    COMMANDS,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_USAGE,
+    Arg,
+    exit_status,
+)
 from infiniloopd.protocol import ProtocolError
 from infiniloopd.text import terminal_safe
-
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-EXIT_NOT_RUNNING = 3
 
 START_HINT = "start it with `systemctl --user start infiniloop` or run `infiniloopd`"
 
@@ -138,6 +142,9 @@ def status_line(st: dict[str, Any]) -> str:
     parts.append(f"queue {queue}")
     if st.get("skip_pending"):
         parts.append("next pending")
+    sleep = st.get("sleep")
+    if isinstance(sleep, dict) and isinstance(sleep.get("remaining"), (int, float)):
+        parts.append(f"sleep {fmt_time(sleep['remaining'])}")
     if st.get("consecutive_failures"):
         parts.append(f"failing x{st['consecutive_failures']}")
     parts.append(json.dumps(st.get("prompt", ""), ensure_ascii=False))
@@ -272,6 +279,11 @@ def render(cmd: str, result: dict[str, Any], args: argparse.Namespace) -> str | 
         return f"{cmd}: {result.get(key)}"
     if cmd == "save":
         return f"saved {result.get('path')}"
+    if cmd == "sleep":
+        sleep = result.get("sleep")
+        if not sleep:
+            return "sleep: off"
+        return f"sleep: pausing in {fmt_time(sleep.get('remaining'))}"
     if cmd in ("queue", "history", "library"):
         entries = result.get("entries", [])
         head = {
@@ -287,6 +299,17 @@ def render(cmd: str, result: dict[str, Any], args: argparse.Namespace) -> str | 
                 line += "  " + time.strftime("%H:%M:%S", time.localtime(e["started"]))
             lines.append(line)
         return "\n".join(lines)
+    if cmd == "schedule":
+        firings = result.get("firings") or []
+        if not firings:
+            return "no schedule (add schedule: entries to the config)"
+        rows = []
+        for f in firings:
+            # The daemon's local time, which the schedule is written in.
+            when = datetime.fromisoformat(f["local"]).strftime("%a %Y-%m-%d %H:%M")
+            what = f"preset {f['preset']}" if f.get("preset") else json.dumps(f.get("prompt"))
+            rows.append(f"{when}  {what}  (schedule[{f.get('entry')}]: {f.get('when')})")
+        return "\n".join(rows)
     if cmd == "reload":
         changed = result.get("changed") or []
         text = f"config reloaded from {result.get('config')}"
@@ -332,25 +355,39 @@ def _seconds(text: str) -> float:
     return value
 
 
+# How the client reads each kind of argument from the command line.
+_CLI_TYPES = {"step": _volume_value, "float": _seconds, "int": int}
+
+
 def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The protocol command and arguments for the parsed command line."""
     cmd = args.command
-    if cmd == "prompt":
-        text = " ".join(args.text).strip()
-        return cmd, ({"text": text, "keep": args.keep} if text else {})
-    if cmd == "preset":
-        return cmd, {"name": args.name}
-    if cmd == "volume":
-        return cmd, {} if args.value is None else {"value": args.value}
-    if cmd in ("crossfade", "min-play", "duration"):
-        return cmd, {} if args.seconds is None else {"seconds": args.seconds}
-    if cmd in ("model", "generator"):
-        return cmd, {} if args.name is None else {"name": args.name}
-    if cmd == "save":
-        return cmd, {"path": args.path, "force": args.force}
-    if cmd == "library":
-        return cmd, {"limit": args.limit}
-    return cmd, {}
+    spec = next((s for s in COMMANDS if s.name == cmd), None)
+    out: dict[str, Any] = {}
+    for arg in spec.args if spec is not None else ():
+        value = getattr(args, arg.name, None)
+        if arg.cli == "words":
+            value = " ".join(value or ()).strip() or None
+            if value is None:
+                return cmd, {}  # no text: only show (any flag with it means nothing)
+        if value is not None:
+            out[arg.name] = value
+    return cmd, out
+
+
+def _add_arg(parser: argparse.ArgumentParser, arg: Arg) -> None:
+    kind = _CLI_TYPES.get(arg.kind)
+    extra: dict[str, Any] = {"help": arg.help}
+    if kind is not None:
+        extra["type"] = kind
+    if arg.cli == "flag":
+        parser.add_argument(f"--{arg.name}", action="store_true", help=arg.help)
+    elif arg.cli == "option":
+        parser.add_argument(f"--{arg.name}", default=arg.default, **extra)
+    elif arg.cli == "words":
+        parser.add_argument(arg.name, nargs="*", help=arg.help)
+    else:
+        parser.add_argument(arg.name, nargs=None if arg.required else "?", **extra)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -377,43 +414,20 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, helptext: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=helptext, description=helptext, parents=[common])
 
-    p = add("status", "show what plays and what is being generated (the default)")
-    p.add_argument("-v", "--verbose", action="store_true", help="everything, on several lines")
-    add("play", "start or resume playing")
-    add("pause", "pause (position kept)")
-    add("toggle", "pause if playing, else play")
-    add("stop", "stop playing")
-    add("next", "crossfade to the next ready loop now")
-    p = add("prompt", "set the prompt for new clips (no TEXT: show it)")
-    p.add_argument("text", nargs="*", help="the prompt")
-    p.add_argument("--keep", action="store_true", help="keep the queued loops of the old prompt")
-    p = add("preset", "switch to a mood preset")
-    p.add_argument("name")
-    add("presets", "list the mood presets")
-    p = add("volume", "show or set the volume (0-100, +N, -N)")
-    p.add_argument("value", nargs="?", type=_volume_value)
-    p = add("crossfade", "show or set the crossfade in seconds")
-    p.add_argument("seconds", nargs="?", type=_seconds)
-    p = add("min-play", "show or set how long a loop plays at least, in seconds")
-    p.add_argument("seconds", nargs="?", type=_seconds)
-    p = add("model", "show or set the generator model")
-    p.add_argument("name", nargs="?")
-    p = add("duration", "show or set the length of generated clips in seconds")
-    p.add_argument("seconds", nargs="?", type=_seconds)
-    p = add("generator", "show or set the generator backend")
-    p.add_argument("name", nargs="?")
-    p = add("save", "save the current loop (WAV or FLAC by extension) into the music dir")
-    p.add_argument("path", nargs="?", help="file name, relative to the music dir")
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    add("queue", "list the loops ready to play")
-    add("history", "list the loops played")
-    p = add("library", "show the loop library")
-    p.add_argument("--limit", type=int, default=20, help="entries to list (default 20)")
-    add("reload", "reload the config file")
-    p = add("watch", "print events as they happen (like mpc idleloop)")
-    p.add_argument("--count", type=int, default=0, help="exit after this many events")
-    add("ping", "check that the daemon answers")
-    add("version", "show the client and daemon versions")
+    for spec in COMMANDS:
+        if not spec.client:
+            continue
+        p = add(spec.name, spec.help)
+        for arg in spec.args:
+            _add_arg(p, arg)
+        if spec.name == "status":
+            p.add_argument(
+                "-v", "--verbose", action="store_true", help="everything, on several lines"
+            )
+        if spec.name == "reload":
+            # The client-only command goes where `mpc idleloop` would be in the list.
+            p = add("watch", "print events as they happen (like mpc idleloop)")
+            p.add_argument("--count", type=int, default=0, help="exit after this many events")
     return parser
 
 
@@ -515,7 +529,7 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_NOT_RUNNING
     except ProtocolError as exc:
         print(terminal_safe(f"infiniloopctl: {exc}"), file=sys.stderr)
-        return EXIT_REFUSED
+        return exit_status(exc.code)
     except UserError as exc:
         print(f"infiniloopctl: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -150,6 +150,16 @@ class OutputList(Kind):
 
 
 @dataclass(frozen=True)
+class ScheduleList(Kind):
+    """The `schedule:` list, kept raw here; `_build_schedule` checks each entry."""
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise _Bad('a list of entries such as [{at: "07:30", preset: morning}]')
+        return value
+
+
+@dataclass(frozen=True)
 class Argv(Kind):
     """A command as a list of strings (never a shell line)."""
 
@@ -356,6 +366,8 @@ class Config:
     mpd: MpdConfig | None = _k(
         None, Section("null or a mapping with listen and password", optional=True, cls=MpdConfig)
     )
+    # Moods by the clock: [{at: "07:30", preset: morning}, {cron: "...", prompt: "..."}].
+    schedule: list[Any] = _k([], ScheduleList("a list of schedule entries", optional=True))
     # Where this config came from, for messages; not a key.
     source: str = field(default="<defaults>", metadata={"internal": True})
 
@@ -558,6 +570,15 @@ def _build_outputs(cfg: Config, problems: list[tuple[str, str]]) -> None:
     cfg.outputs = built
 
 
+def _build_schedule(cfg: Config, problems: list[tuple[str, str]]) -> None:
+    """Turn the raw `schedule:` list into schedule Entries; one line per bad entry."""
+    from infiniloopd.core.schedule import parse_schedule
+
+    entries, bad = parse_schedule(cfg.schedule or [])
+    problems += bad
+    cfg.schedule = entries
+
+
 def parse_config(data: Any, where: str = "<config>") -> Config:
     """Build a validated Config from parsed YAML data (None means all defaults).
 
@@ -567,6 +588,7 @@ def parse_config(data: Any, where: str = "<config>") -> Config:
     cfg = _build(Config, {} if data is None else data, "", problems)
     cfg.source = where
     _build_outputs(cfg, problems)
+    _build_schedule(cfg, problems)
     reported = {key for key, _ in problems}
     # A rule on a key already reported would only repeat it in other words.
     problems += [(k, m) for k, m in _cross_check(cfg) if k not in reported]

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from infiniloopd.atomic import TMP_SUFFIX, read_bounded, write_audio_atomic, write_json_atomic
+from infiniloopd.core.prompt import prompt_key
 from infiniloopd.errors import UserError
 from infiniloopd.paths import ensure_dir
 from infiniloopd.text import printable, text_problem
@@ -354,8 +355,8 @@ class Library:
             pool = [e for e in self._entries.values() if e.id not in exclude]
         if not pool:
             return None
-        want = _norm(prompt)
-        same = [e for e in pool if _norm(e.prompt) == want]
+        want = prompt_key(prompt)
+        same = [e for e in pool if prompt_key(e.prompt) == want]
         return min(same or pool, key=lambda e: (e.last_played or 0.0, e.created))
 
     def size_bytes(self) -> int:
@@ -383,10 +384,6 @@ def convert_loop(audio: np.ndarray, rate: int, to_rate: int, to_channels: int) -
     start = round(margin * to_rate / rate)
     length = round(frames * to_rate / rate)
     return np.ascontiguousarray(converted[start : start + length])
-
-
-def _norm(prompt: str) -> str:
-    return " ".join(prompt.lower().split())
 
 
 def _finite(value: Any) -> float | None:

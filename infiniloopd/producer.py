@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from infiniloopd.config import Config, GeneratorConfig
+from infiniloopd.core.prompt import prompt_key
 from infiniloopd.errors import UserError
 from infiniloopd.generators import Generator, make_generator
 from infiniloopd.library import Library, LoopEntry
@@ -57,11 +58,6 @@ class _Job:
     progress: float | None = None
     phase: str = "starting"
     last_emit: float = 0.0
-
-
-def prompt_key(prompt: str) -> str:
-    """Prompts that differ only in case and spacing are the same prompt."""
-    return " ".join(prompt.lower().split())
 
 
 class Producer:

@@ -149,6 +149,19 @@ def test_refusal_exits_1_with_message_on_stderr(daemon):
     assert r.stderr.startswith("infiniloopctl: preset: no preset 'nope'")
 
 
+def test_sleep_timer_set_shown_and_cancelled(daemon):
+    out = daemon.ok("sleep", "30m")
+    assert re.match(r"sleep: pausing in (29:\d\d|30:00)\n$", out), out
+    st = daemon.json("status")
+    assert 1700 < st["sleep"]["remaining"] <= 1800
+    assert "  sleep 29:" in daemon.ok("status")
+    assert daemon.ok("sleep", "off").strip() == "sleep: off"
+    assert daemon.json("status")["sleep"] is None
+    r = daemon.ctl("sleep", "soon")
+    assert r.returncode == 1 and "sleep: expected a duration such as 45s" in r.stderr
+    assert daemon.json("status")["state"] == "playing"
+
+
 def test_endpoint_override_and_env(daemon):
     ep = f"ipc://{daemon.runtime}/control.sock"
     env = {k: v for k, v in daemon.env.items() if k != "XDG_RUNTIME_DIR"}

@@ -85,6 +85,29 @@ def test_pause_is_silence_and_play_resumes(daemon):
     assert rms(segment(daemon, 1.0)) > 0.01
 
 
+def test_sleep_timer_fades_out_then_pauses(daemon):
+    hold_loop(daemon)
+    daemon.ok("play")
+    volume = daemon.status()["volume"]
+    time.sleep(0.5)
+    start = daemon.frames()
+    assert daemon.ok("sleep", "4s").startswith("sleep: pausing in 0:0")
+    assert 0 < daemon.status()["sleep"]["remaining"] <= 4
+    st = daemon.wait_status(lambda s: s["state"] == "paused", 15, "the sleep timer's pause")
+    assert st["sleep"] is None and st["volume"] == volume
+    time.sleep(0.5)
+    x = daemon.samples()[start:]
+    sec = [rms(x[i * RATE : (i + 1) * RATE]) for i in range(4)]
+    # A 4 s timer fades over all of it: the level falls second by second (gain about
+    # 0.87, 0.62, 0.37, 0.12), then the pause holds silence.
+    assert sec[0] > 0.01 and sec[0] > 2.5 * sec[3], sec
+    assert sec[0] > sec[2], sec
+    assert np.max(np.abs(daemon.samples()[-RATE // 4 :])) < 1e-3
+    daemon.ok("play")  # the volume is the same as before the timer
+    time.sleep(0.3)
+    assert rms(segment(daemon, 0.8)) > 0.5 * sec[0]
+
+
 def test_stop_then_play(daemon):
     assert daemon.ok("stop").startswith("stopped")
     time.sleep(0.3)

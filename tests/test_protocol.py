@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from infiniloopd import protocol
-from infiniloopd.control import Arg, Command, validate
+from infiniloopd.frontends.zmq.server import Arg, Command, validate
 from infiniloopd.protocol import ProtocolError
 
 
@@ -217,8 +217,8 @@ def test_client_checks_the_default_socket_is_its_own(tmp_path):
 def test_the_daemon_never_unlinks_what_is_not_a_socket(tmp_path):
     import asyncio
 
-    from infiniloopd.control import ControlServer
     from infiniloopd.errors import UserError
+    from infiniloopd.frontends.zmq.server import ControlServer
 
     victim = tmp_path / "control.sock"
     victim.write_text("precious")

@@ -14,8 +14,8 @@ import logging
 import os
 from pathlib import Path
 
-from infiniloopd.errors import UserError
 from infiniloopd.outputs.base import Output, OutputError
+from infiniloopd.registry import REGISTRY, register
 
 log = logging.getLogger(__name__)
 
@@ -82,47 +82,75 @@ def make_output(cfg, *, in_fanout: bool = False) -> Output:  # cfg: config.Outpu
     `in_fanout`: the fan-out delivers blocks in real time already, so network outputs
     must not pace themselves (they would fall behind after a catch-up burst).
     """
-    backend = cfg.backend
-    if backend == "http":
-        from infiniloopd.outputs.http import HttpOutput
+    return REGISTRY.build("output", cfg.backend, cfg, in_fanout=in_fanout)
 
-        return HttpOutput(
-            cfg.listen, formats=tuple(cfg.formats), password=cfg.password,
-            bitrate_kbps=cfg.bitrate, pace=not in_fanout,
-        )  # fmt: skip
-    if backend == "snapcast":
-        from infiniloopd.outputs.snapcast import SnapcastOutput
 
-        if cfg.path is None:
-            raise UserError("output.path: expected a snapserver pipe path or tcp://HOST:PORT")
-        target = str(cfg.path)
-        if target.startswith("tcp:/") and not target.startswith("tcp://"):
-            target = "tcp://" + target[len("tcp:/") :]  # Path() folded the URL's "//"
-        return SnapcastOutput(target, sample_format=cfg.sample_format, pace=not in_fanout)
-    if backend == "pulse":
-        from infiniloopd.outputs.pulse import PulseOutput
+# --- the output backends, registered in the order config lists them --------------------
 
-        return PulseOutput(cfg.sink, latency_ms=cfg.latency_ms)
-    if backend == "alsa":
-        from infiniloopd.outputs.alsa import AlsaOutput
 
-        return AlsaOutput(cfg.device, latency_ms=cfg.latency_ms)
-    if backend == "file":
-        from infiniloopd.outputs.file import FileOutput
+@register("output", "auto", section="output", keys=("sink", "device", "latency_ms"))
+def _auto(cfg, *, in_fanout: bool = False) -> Output:
+    return resolve_auto(cfg)
 
-        if cfg.path is None:
-            raise UserError("output.path: expected a WAV file path for output.backend file")
-        return FileOutput(cfg.path, fmt=cfg.format, realtime=cfg.realtime)
-    if backend == "null":
-        from infiniloopd.outputs.null import NullOutput
 
-        return NullOutput()
-    if backend == "auto":
-        return resolve_auto(cfg)
-    raise UserError(
-        "output.backend: expected one of auto, pulse, alsa, file, null, http, snapcast, "
-        f"got {backend!r}"
-    )
+@register("output", "pulse", section="output", keys=("sink", "latency_ms"))
+def _pulse(cfg, *, in_fanout: bool = False) -> Output:
+    from infiniloopd.outputs.pulse import PulseOutput
+
+    return PulseOutput(cfg.sink, latency_ms=cfg.latency_ms)
+
+
+@register("output", "alsa", section="output", keys=("device", "latency_ms"))
+def _alsa(cfg, *, in_fanout: bool = False) -> Output:
+    from infiniloopd.outputs.alsa import AlsaOutput
+
+    return AlsaOutput(cfg.device, latency_ms=cfg.latency_ms)
+
+
+@register(
+    "output",
+    "file",
+    section="output",
+    keys=("path", "format", "realtime"),
+    required=(("path", "a WAV file path"),),
+)
+def _file(cfg, *, in_fanout: bool = False) -> Output:
+    from infiniloopd.outputs.file import FileOutput
+
+    return FileOutput(cfg.path, fmt=cfg.format, realtime=cfg.realtime)
+
+
+@register("output", "null", section="output")
+def _null(cfg, *, in_fanout: bool = False) -> Output:
+    from infiniloopd.outputs.null import NullOutput
+
+    return NullOutput()
+
+
+@register("output", "http", section="output", keys=("listen", "formats", "password", "bitrate"))
+def _http(cfg, *, in_fanout: bool = False) -> Output:
+    from infiniloopd.outputs.http import HttpOutput
+
+    return HttpOutput(
+        cfg.listen, formats=tuple(cfg.formats), password=cfg.password,
+        bitrate_kbps=cfg.bitrate, pace=not in_fanout,
+    )  # fmt: skip
+
+
+@register(
+    "output",
+    "snapcast",
+    section="output",
+    keys=("path", "sample_format"),
+    required=(("path", "a snapserver pipe path or tcp://HOST:PORT"),),
+)
+def _snapcast(cfg, *, in_fanout: bool = False) -> Output:
+    from infiniloopd.outputs.snapcast import SnapcastOutput
+
+    target = str(cfg.path)
+    if target.startswith("tcp:/") and not target.startswith("tcp://"):
+        target = "tcp://" + target[len("tcp:/") :]  # Path() folded the URL's "//"
+    return SnapcastOutput(target, sample_format=cfg.sample_format, pace=not in_fanout)
 
 
 def _alsa_worth_trying(device: str) -> bool:

@@ -24,8 +24,8 @@ import yaml
 
 from infiniloopd import protocol
 from infiniloopd.config import ConfigError, load_config
-from infiniloopd.control import Arg, Command, validate
 from infiniloopd.errors import UserError
+from infiniloopd.frontends.zmq.server import Arg, Command, validate
 from infiniloopd.library import read_sidecar
 from infiniloopd.state import load_state, save_state
 from infiniloopd.text import text_problem

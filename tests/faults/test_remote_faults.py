@@ -17,8 +17,8 @@ import zmq.auth
 
 from infiniloopd import protocol
 from infiniloopd.config import ConfigError, parse_config
-from infiniloopd.control import Command, ControlServer
 from infiniloopd.errors import UserError
+from infiniloopd.frontends.zmq.server import Command, ControlServer
 
 
 def free_port() -> int:

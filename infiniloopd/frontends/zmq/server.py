@@ -1,4 +1,4 @@
-"""The control server: a ZeroMQ request socket with a command table, and an event socket.
+"""The control socket server: a ZeroMQ request socket with a command table, and an event socket.
 
 Requests arrive on a ROUTER socket, which speaks the REQ/REP protocol to `infiniloopctl`
 (a REQ socket) but lets a slow command (`save` writes a file) finish in the background
@@ -18,7 +18,6 @@ import collections
 import contextlib
 import inspect
 import logging
-import math
 import os
 import stat
 import time
@@ -31,10 +30,13 @@ import zmq.asyncio
 
 from infiniloopd import protocol
 from infiniloopd.errors import UserError
+from infiniloopd.frontends.zmq.commands import Arg, validate, wire_code
 from infiniloopd.protocol import ProtocolError
-from infiniloopd.text import printable, text_problem
+from infiniloopd.text import printable
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Arg", "Command", "ControlServer", "validate"]
 
 # How long replies already queued may take to leave when the server closes (ms).
 REPLY_LINGER_MS = 500
@@ -46,106 +48,13 @@ Handler = Callable[[dict[str, Any]], "Result | Awaitable[Result]"]
 
 
 @dataclass(frozen=True)
-class Arg:
-    """One declared argument of a command.
-
-    kind: "str" (text), "float", "int", "bool", "step" (a number or a "+N"/"-N" string,
-    as in `volume +5`), "path".
-    """
-
-    name: str
-    kind: str = "str"
-    required: bool = False
-    lo: float = -math.inf
-    hi: float = math.inf
-    max_len: int = 1000
-    choices: tuple[str, ...] = ()
-
-    def expected(self) -> str:
-        if self.choices:
-            return "one of " + ", ".join(self.choices)
-        if self.kind in ("float", "int", "step"):
-            what = "an integer" if self.kind == "int" else "a number"
-            rng = f" between {self.lo:g} and {self.hi:g}" if math.isfinite(self.hi) else ""
-            if self.kind == "step":
-                return f"{what}{rng}, or +N / -N"
-            return what + rng
-        if self.kind == "bool":
-            return "true or false"
-        return f"text of at most {self.max_len} characters"
-
-    def convert(self, value: Any) -> Any:
-        """The value converted and range-checked; raises ValueError on anything else."""
-        if self.kind == "bool":
-            if not isinstance(value, bool):
-                raise ValueError
-            return value
-        if self.kind in ("str", "path"):
-            # Names, prompts and paths all end up persisted or printed: one check for all.
-            nonempty = bool(self.kind == "path" or self.choices or self.required)
-            if text_problem(value, max_len=self.max_len, nonempty=nonempty) is not None:
-                raise ValueError
-            if self.choices and value not in self.choices:
-                raise ValueError
-            return value
-        if self.kind == "step" and isinstance(value, str):
-            text = value.strip()
-            if len(text) > 20 or not text or text[0] not in "+-":
-                raise ValueError
-            delta = float(text)  # ValueError for junk
-            if not math.isfinite(delta) or abs(delta) > self.hi - self.lo:
-                raise ValueError
-            return ("delta", delta)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError
-        if not math.isfinite(value) or not self.lo <= value <= self.hi:
-            raise ValueError
-        if self.kind == "int":
-            if not float(value).is_integer():
-                raise ValueError
-            return int(value)
-        return float(value)
-
-
-@dataclass(frozen=True)
 class Command:
+    """A row of the command table with the daemon's handler for it."""
+
     name: str
     handler: Handler
     args: tuple[Arg, ...] = ()
     help: str = ""
-
-
-def validate(command: Command, args: dict[str, Any]) -> dict[str, Any]:
-    """The request's args converted per the command's declaration; ProtocolError if not."""
-    known = {a.name: a for a in command.args}
-    for key in args:
-        if key not in known:
-            names = ", ".join(known) or "none"
-            raise ProtocolError(
-                protocol.BAD_ARGUMENT,
-                f"{command.name}: unknown argument {printable(str(key)[:40])!r} "
-                f"(arguments: {names})",
-            )
-    out: dict[str, Any] = {}
-    for arg in command.args:
-        if arg.name not in args or args[arg.name] is None:
-            if arg.required:
-                raise ProtocolError(
-                    protocol.BAD_ARGUMENT, f"{command.name}: missing {arg.name} ({arg.expected()})"
-                )
-            out[arg.name] = None
-            continue
-        value = args[arg.name]
-        try:
-            out[arg.name] = arg.convert(value)
-        except (ValueError, TypeError, OverflowError):
-            shown = printable(repr(value))
-            shown = shown if len(shown) <= 40 else shown[:37] + "..."
-            raise ProtocolError(
-                protocol.BAD_ARGUMENT,
-                f"{command.name}: {arg.name}: expected {arg.expected()}, got {shown}",
-            ) from None
-    return out
 
 
 @dataclass
@@ -378,10 +287,8 @@ class ControlServer:
 
     def _error_reply(self, frames: list[bytes], exc: Exception) -> bytes:
         self.errors += 1
-        if isinstance(exc, ProtocolError):
-            return protocol.encode_error(exc.code, str(exc))
         if isinstance(exc, UserError):
-            return protocol.encode_error(protocol.FAILED, str(exc))
+            return protocol.encode_error(wire_code(exc), str(exc))
         log.exception("bug while handling a request (%d frames)", len(frames))
         return protocol.encode_error(
             protocol.INTERNAL, f"internal error: {type(exc).__name__}: {exc} (see the daemon log)"
