@@ -19,6 +19,7 @@ import numpy as np
 from .beats import estimate_period, grid, track_beats
 from .errors import AnalysisError
 from .features import ANALYSIS_RATE, Frames, frame_features
+from .grid import BeatGrid, chord_changes, prefer_octave
 from .resample import resample
 from .validate import to_mono, validate_clip
 
@@ -36,6 +37,10 @@ _SUBBEATS = 4
 # score over a seam of equal quality, a loop half as long half of it
 _LENGTH_BONUS = 0.15
 _DOWNBEAT_BONUS = 0.04
+# Whole phrases: 4 or 8 bars (16 in a long clip) gain this much score, 2 bars half of
+# it; a loop shorter than 2 bars is taken only when no longer one fits the clip.
+_PHRASE_BONUS = 0.06
+_PHRASE_BARS = (4, 8, 16)
 _MISSING_PENALTY = 0.25  # per unit weight of seam context that falls outside the clip
 _FADE_DB = 9.0  # beats this far under the median level at the clip's edges are a fade
 _METER_MIN_GAIN = 0.04  # how much more alike beats a bar apart must be to trust a meter
@@ -60,8 +65,17 @@ class LoopPoints:
     score: float  # seam similarity: 1 = identical context, 0 = like two random beats
     bpm: float
     beats: int  # loop length in beats
-    beats_per_bar: int  # 3 or 4 when a meter was found, else 1
+    beats_per_bar: int  # 3 or 4 when beats were found, else 1
     bars: int  # loop length in bars (beats when no meter was found)
+    # frames to rotate the rendered loop by (np.roll(loop, -rotation)) so that its
+    # frame 0 is a downbeat; 0 for beatless music
+    rotation: int = 0
+    grid: BeatGrid | None = None  # positions in the rotated loop
+
+    @property
+    def downbeat(self) -> int:
+        """Sample of the clip that becomes frame 0 of the rotated loop."""
+        return self.start + self.rotation
 
     @property
     def frames(self) -> int:
@@ -81,7 +95,7 @@ class _Beats:
 
 def _find_beats(f: Frames) -> _Beats:
     n = f.onset.size
-    period = estimate_period(f.onset, f.hop_seconds)
+    period = prefer_octave(estimate_period(f.onset, f.hop_seconds), f.onset, f.hop_seconds)
     beats = track_beats(f.onset, period, _TIGHTNESS)
     tracked = beats.size >= 4
     if not tracked:
@@ -157,18 +171,17 @@ def _lag_similarity(d: np.ndarray, max_lag: int) -> np.ndarray:
 
 
 def _meter(d: np.ndarray) -> int:
-    """Beats per bar: 4 or 3 when beats a bar apart are clearly more alike, else 1."""
+    """Beats per bar: 3 when beats three apart are clearly the most alike, else 4."""
     nb = d.shape[0]
     max_lag = min(nb // 2, 36)
     if max_lag < 8:
-        return 1
+        return 4
     s = _lag_similarity(d, max_lag)
     lags = np.arange(max_lag + 1)
     base = np.nanmean(s[1:])
     m4 = np.nanmean(s[(lags % 4 == 0) & (lags > 0)])
     m3 = np.nanmean(s[(lags % 3 == 0) & (lags % 4 != 0) & (lags > 0)])
-    meter, gain = (4, m4 - base) if m4 >= m3 else (3, m3 - base)
-    return meter if gain >= _METER_MIN_GAIN else 1
+    return 3 if m3 > m4 and m3 - base >= _METER_MIN_GAIN else 4
 
 
 def _downbeat_phase(d_chroma: np.ndarray, f: Frames, beats: np.ndarray, meter: int) -> int:
@@ -270,9 +283,17 @@ def find_loop(
         ok &= (length >= min_seconds * sr + margin) & (length <= max_s * sr - margin)
         if use_fade:
             ok &= (ai >= lo_fade) & (bi <= hi_fade + 1)
+        bonus = np.where((ai - phase) % max(meter, 1) == 0, _DOWNBEAT_BONUS, 0.0)
+        if step > 1:
+            # bars start and end on downbeats; at least two of them if the clip allows
+            ok &= (ai - phase) % step == 0
+            bars = lags[:, None] // step
+            if (ok & (bars >= 2)).any():
+                ok &= bars >= 2
+            phrase = np.where(bars == 2, _PHRASE_BONUS / 2, 0.0)
+            bonus = bonus + np.where(np.isin(bars, _PHRASE_BARS), _PHRASE_BONUS, phrase)
         if not ok.any():
             continue
-        bonus = np.where((ai - phase) % max(meter, 1) == 0, _DOWNBEAT_BONUS, 0.0)
         candidates = (lags, np.where(ok, sc, -np.inf), bonus, step)
         break
     if candidates is None:
@@ -296,15 +317,46 @@ def find_loop(
     end = int(min(max(end, start + int(min_seconds * sr)), n - xf))
     beats = int(lags[li])
     bpb = step if step > 1 else 1
+    # the grid of the loop as played: rotated so the first downbeat is frame 0
+    length = end - start
+    changes_at = np.round(chord_changes(f.chroma, f.hop_seconds) * f.hop_seconds * sr)
+    changes_at = changes_at.astype(np.int64)
+    if b.tracked and beats > 0:
+        idx = np.arange(ai, ai + beats)
+        is_down = (idx - phase) % meter == 0
+        j0 = int(idx[is_down][0]) if is_down.any() else int(ai)
+        down = int(round(beat_s[j0] * sr))
+        rotation = (down - start) % length
+        # circular: beats before the first downbeat wrap to the end of the rotated loop
+        pos = (np.round(beat_s[idx] * sr).astype(np.int64) - down) % length
+        order = np.argsort(pos, kind="stable")
+        pos, is_down = pos[order], is_down[order]
+        keep = np.append(True, np.diff(pos) > 0)
+        pos, is_down = pos[keep], is_down[keep]
+        # chord changes inside the loop, snapped to the nearest beat
+        inside = changes_at[(changes_at >= start) & (changes_at < end)]
+        rel = (inside - down) % length
+        ring = np.append(pos, length)
+        near = ring[np.argmin(np.abs(rel[:, None] - ring[None, :]), axis=1)] % length
+        changes = np.unique(near)
+        grid = BeatGrid(
+            60.0 * beats * sr / length, meter, tuple(pos), tuple(pos[is_down]), tuple(changes)
+        )
+    else:
+        rotation = 0
+        inside = changes_at[(changes_at >= start) & (changes_at < end)] - start
+        grid = BeatGrid(float(bpm), 4, (), (), tuple(int(c) for c in inside))
     return LoopPoints(
         start=start,
         end=end,
         sr=int(sr),
         score=float(sc[li, ai]),
-        bpm=float(bpm),
+        bpm=float(grid.bpm) if grid.beats else float(bpm),
         beats=beats,
         beats_per_bar=bpb,
         bars=beats // bpb,
+        rotation=int(rotation),
+        grid=grid,
     )
 
 
