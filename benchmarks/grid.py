@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-SEAM_EVAL = REPO.parent / "shared" / "tools" / "seam_eval.py"
+SEAM_EVAL = Path(os.environ.get("SEAM_EVAL") or REPO.parent / "shared" / "tools" / "seam_eval.py")
 PROMPTS = (
     "ambient drift",
     "lofi hip hop",

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SEAM_EVAL = REPO.parent / "shared" / "tools" / "seam_eval.py"
+SEAM_EVAL = Path(os.environ.get("SEAM_EVAL") or REPO.parent / "shared" / "tools" / "seam_eval.py")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "infiniloop-bench"
 VENV = CACHE / "venv"
 

@@ -418,6 +418,10 @@ class Library:
             audio = convert_loop(audio, rate, to_rate, to_channels)
         return audio
 
+    def grid(self, entry: LoopEntry) -> dict | None:
+        """The loop's beat grid in frames of the audio `load` returns (None: no grid)."""
+        return entry.grid_at(self.rate or entry.rate)
+
     def touch(self, entry: LoopEntry) -> None:
         """Record that the loop was played now (kept in its sidecar)."""
         with self._lock:

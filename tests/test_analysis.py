@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,10 @@ from infiniloopd.analysis import (
 )
 from tests.analysis_signals import drum_bar_clip
 
-SEAM_EVAL = Path(__file__).resolve().parents[2] / "shared" / "tools" / "seam_eval.py"
+SEAM_EVAL = Path(
+    os.environ.get("SEAM_EVAL")
+    or Path(__file__).resolve().parents[2] / "shared" / "tools" / "seam_eval.py"
+)
 
 
 @pytest.fixture(scope="module")
