@@ -56,6 +56,7 @@ _TIGHTNESS = 800.0
 # Half-tempo check (_every_other_beat), measured on synth clips of every style: slow
 # styles read at double tempo show low ratios 0.13-0.36 and products 0.08-0.22; styles
 # at their true tempo (backbeats, four-on-the-floor) 0.37-1.0 and 0.43 and above.
+_OFFBEAT_LOW_RATIO = 1.5  # synth clips of every style: 0.01-0.7 when on the beat
 _SLOWEST_BPM = 55.0
 _HALF_LOW_RATIO = 0.5
 _HALF_BOTH_RATIO = 0.3
@@ -108,6 +109,7 @@ def _find_beats(f: Frames) -> _Beats:
         beats = grid(n, period)
     else:
         period = float(np.median(np.diff(beats)))
+        beats = _onto_the_beat(f, beats, period)
         if _every_other_beat(f, beats, period):
             strong = _strong_phase(f, beats)
             beats = beats[strong::2]
@@ -125,6 +127,24 @@ def _accents(f: Frames, beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = f.onset.size
     near = np.clip(beats[:, None] + np.arange(-3, 4)[None, :], 0, n - 1)
     return f.onset_low[near].max(axis=1), f.onset[near].max(axis=1)
+
+
+def _onto_the_beat(f: Frames, beats: np.ndarray, period: float) -> np.ndarray:
+    """The beats moved by half a period when kick and bass fall between them.
+
+    Off-beat hi-hats can carry a tracker half a beat off; the low band (kick, bass
+    notes) then peaks midway between the tracked beats rather than on them.
+    """
+    n = f.onset.size
+    mid = np.round(beats + period / 2.0).astype(np.int64)
+    mid = mid[mid < n - 3]
+    if mid.size < 4:
+        return beats
+    low_on, _ = _accents(f, beats)
+    low_mid, _ = _accents(f, mid)
+    if low_mid.mean() > _OFFBEAT_LOW_RATIO * low_on.mean():
+        return mid
+    return beats
 
 
 def _strong_phase(f: Frames, beats: np.ndarray) -> int:
