@@ -128,3 +128,39 @@ def test_beatless_music_has_no_beats_but_its_chord_changes():
     for c in g["changes"]:
         t = (p.start + c) / sr
         assert abs(t - 4.0 * round(t / 4.0)) <= 0.3, f"a change at {t:.2f} s is no chord change"
+
+
+def test_the_grid_travels_from_the_worker_process_to_the_sidecar(tmp_path, synth):
+    import asyncio
+
+    import soundfile as sf
+
+    from infiniloopd.library import Library
+    from infiniloopd.worker import AnalyzerWorker
+
+    clip = tmp_path / "clip.wav"
+    sf.write(str(clip), synth.render("synthwave", 12.0, 3), synth.rate, subtype="FLOAT")
+
+    async def scenario():
+        w = AnalyzerWorker(
+            rate=OUT,
+            channels=2,
+            target_lufs=-18.0,
+            peak_ceiling_db=-1.0,
+            min_loop=3.0,
+            max_loop=None,
+        )
+        try:
+            return await w.analyse(clip)
+        finally:
+            await w.close()
+
+    audio, info = asyncio.run(scenario())
+    grid = info["grid"]
+    assert grid["beats"] and grid["downbeats"][0] == 0 and grid["beats"][-1] < audio.shape[0]
+    lib = Library(tmp_path / "lib", 100)
+    lib.scan()
+    entry = lib.add(audio, OUT, {"prompt": "synthwave", "bpm": info["bpm"], "grid": grid})
+    again = Library(tmp_path / "lib", 100)
+    again.scan()
+    assert again.get(entry.id).grid == grid
