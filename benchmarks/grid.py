@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 "bars": info["bars"] if info["beats_per_bar"] > 1 else 0,
                 "bpb": info["beats_per_bar"],
                 "sec": info["seconds"],
+                "true_bars": info["seconds"] / bar,
             }
             if seam is not None:
                 at = resample(y, SR, RATE)
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{prompt:14s} {seed} bpm {bpm:6.1f} got {got:6.1f} ({100 * r['err']:4.1f}%)"
                 f"  frame0 {r['bar_ms']:5.0f} ms from a bar line, {r['beat_ms']:4.0f} from a beat"
-                f"  {r['bars']} bars of {r['bpb']} ({r['sec']:.1f} s)"
+                f"  {r['bars']} bars of {r['bpb']} ({r['sec']:.1f} s, {r['true_bars']:.2f} true bars)"
                 + (
                     f"  click {r['click']:.2f} dip {r['dip']:.1f} ibi {r['ibi']}"
                     if seam is not None
@@ -118,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{k}: {v}" for k, v in sorted(Counter(r["bars"] for r in rows).items()))
     )
     print(f"1-bar loops: {sum(r['bars'] == 1 for r in rows)}")
+    true = np.array([r["true_bars"] for r in rows])
+    print(
+        f"length in true bars: median {np.median(true):.2f}; under 1.5 bars: "
+        f"{int(np.sum(true < 1.5))}; whole bars (within 2%): "
+        f"{int(np.sum(np.abs(true - np.round(true)) < 0.02 * np.maximum(np.round(true), 1)))}"
+    )
     if seam is not None:
         for key in ("click", "dip", "ibi", "surprise"):
             v = np.array([r[key] for r in rows if r[key] is not None], dtype=float)
