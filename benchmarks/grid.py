@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{prompt:14s} {seed} bpm {bpm:6.1f} got {got:6.1f} ({100 * r['err']:4.1f}%)"
                 f"  frame0 {r['bar_ms']:5.0f} ms from a bar line, {r['beat_ms']:4.0f} from a beat"
-                f"  {r['bars']} bars of {r['bpb']} ({r['sec']:.1f} s, {r['true_bars']:.2f} true bars)"
+                f"  {r['bars']} bars of {r['bpb']} ({r['sec']:.1f} s,"
+                f" {r['true_bars']:.2f} true bars)"
                 + (
                     f"  click {r['click']:.2f} dip {r['dip']:.1f} ibi {r['ibi']}"
                     if seam is not None
