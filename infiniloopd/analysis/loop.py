@@ -4,9 +4,12 @@ Plan: track beats on a 16 kHz mono copy; summarise each beat by chroma, MFCC, le
 its sub-beat onset pattern; compare every beat with every other as one distance matrix;
 score each (start beat, length) pair by the distances of a few beats before and after
 the two seams (the music must continue from the end into the start as it did from
-before the start into the start); choose the longest loop within a tolerance of the
-best; then refine the end to the sample, first by aligning the log-mel spectrogram
-around the two seams, then by waveform cross-correlation.
+before the start into the start); among loops of whole bars that start on a downbeat,
+at least two bars long when the clip allows, prefer phrases (4 or 8 bars) and long
+loops within a tolerance of the best seam; then refine the end to the sample, first
+by aligning the log-mel spectrogram around the two seams, then by waveform
+cross-correlation. The result carries the
+loop's beat grid (grid.py) and the rotation that puts its first downbeat at frame 0.
 """
 
 from __future__ import annotations
