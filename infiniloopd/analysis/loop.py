@@ -57,11 +57,15 @@ _METER_MIN_GAIN = 0.04  # how much more alike beats a bar apart must be to trust
 # evaluator's own tracker.
 _TIGHTNESS = 800.0
 # Half-tempo check (_every_other_beat), measured on synth clips of every style: slow
-# styles read at double tempo show low ratios 0.13-0.36 and products 0.08-0.22; styles
-# at their true tempo (backbeats, four-on-the-floor) 0.37-1.0 and 0.43 and above.
+# styles (64-78 BPM) read at double tempo show low-band ratios 0.13-0.36, full-band
+# 0.42-0.71, products 0.08-0.22; styles at their true tempo (backbeats, four-on-the-
+# floor) 0.37-1.0 and 0.43 and above. Game music at 120 BPM with kicks on 1 and 3 can
+# alternate as strongly; halving it would leave the preferred 70-160 BPM, so a half
+# tempo under _SLOWEST_BPM is never taken.
 _OFFBEAT_LOW_RATIO = 1.5  # synth clips of every style: 0.01-0.7 when on the beat
-_SLOWEST_BPM = 55.0
+_SLOWEST_BPM = 62.0
 _HALF_LOW_RATIO = 0.5
+_HALF_FULL_RATIO = 0.8
 _HALF_BOTH_RATIO = 0.3
 
 
@@ -170,7 +174,11 @@ def _every_other_beat(f: Frames, beats: np.ndarray, period: float) -> bool:
     fw, fs = full[1 - strong :: 2].mean(), full[strong::2].mean()
     low_ratio = lw / max(ls, 1e-9)
     full_ratio = fw / max(fs, 1e-9)
-    return bool(low_ratio < _HALF_LOW_RATIO and low_ratio * full_ratio < _HALF_BOTH_RATIO)
+    return bool(
+        low_ratio < _HALF_LOW_RATIO
+        and full_ratio < _HALF_FULL_RATIO
+        and low_ratio * full_ratio < _HALF_BOTH_RATIO
+    )
 
 
 def _sync(m: np.ndarray, beats: np.ndarray) -> np.ndarray:
