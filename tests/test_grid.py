@@ -31,7 +31,16 @@ def _check_grid_shape(grid: dict, frames: int, bars: int, bpb: int) -> None:
 
 @pytest.mark.parametrize(
     "prompt",
-    ["lofi hip hop", "jazz", "synthwave", "chiptune", "cinematic", "night", "ambient drift"],
+    [
+        "lofi hip hop",
+        "jazz",
+        "synthwave",
+        "chiptune",
+        "cinematic",
+        "night",
+        "ambient drift",
+        "techno",
+    ],
 )
 def test_synth_clips_get_their_tempo_and_bar_lines(synth, prompt):
     seconds, seed = 20.0, 0

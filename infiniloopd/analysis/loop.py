@@ -63,6 +63,11 @@ _TIGHTNESS = 800.0
 # alternate as strongly; halving it would leave the preferred 70-160 BPM, so a half
 # tempo under _SLOWEST_BPM is never taken.
 _OFFBEAT_LOW_RATIO = 1.5  # synth clips of every style: 0.01-0.7 when on the beat
+# Synth clips on the beat: low band midway / on the beat 0.01-0.45 (techno, tracked on
+# its off-beats: 0.57-0.69), and chord changes within 0.2 beat of midway are a few
+# anticipations at most (techno: 4 of 5 and 6 of 7).
+_OFFBEAT_BOTH_RATIO = 0.5
+_OFFBEAT_MIN_CHANGES = 4
 _SLOWEST_BPM = 62.0
 _HALF_LOW_RATIO = 0.5
 _HALF_FULL_RATIO = 0.8
@@ -151,6 +156,15 @@ def _onto_the_beat(f: Frames, beats: np.ndarray, period: float) -> np.ndarray:
     low_mid, _ = _accents(f, mid)
     if low_mid.mean() > _OFFBEAT_LOW_RATIO * low_on.mean():
         return mid
+    # Off-beat bass and hats that outweigh a quiet kick (techno): the low band is
+    # strong on both, and the chords, which change on bar lines, say which is the beat.
+    if low_mid.mean() >= _OFFBEAT_BOTH_RATIO * low_on.mean():
+        changes = chord_changes(f.chroma, f.hop_seconds)
+        i = np.searchsorted(beats, changes) - 1
+        ok = (i >= 0) & (i < beats.size)
+        frac = (changes[ok] - beats[i[ok]]) / period
+        if frac.size >= _OFFBEAT_MIN_CHANGES and np.mean(np.abs(frac - 0.5) <= 0.2) >= 0.6:
+            return mid
     return beats
 
 
