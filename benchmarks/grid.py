@@ -7,7 +7,8 @@ per clip and overall: tempo error, whether the loop's frame 0 falls on a true ba
 figures on the loop's seam (the loop before its rotation to the downbeat, so the join
 seam_eval scores is the baked crossfade, not a stretch of untouched audio).
 
-Usage: python3 benchmarks/grid.py [--seconds 20] [--seeds 2] [--prompts a,b,...]
+Usage: python3 benchmarks/grid.py [--seconds 20] [--seeds 2] [--first-seed 0]
+                                  [--prompts a,b,...] [--no-seam]
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--prompts", default=",".join(PROMPTS))
     ap.add_argument("--no-seam", action="store_true", help="skip seam_eval (faster)")
     a = ap.parse_args(argv)
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     gen = SynthGenerator()
     rows = []
     for prompt in [p for p in a.prompts.split(",") if p]:
-        for seed in range(a.seeds):
+        for seed in range(a.first_seed, a.first_seed + a.seeds):
             y = gen.render(prompt, a.seconds, seed, SR)
             bpm, offset, bpb = synth_bar_lines(prompt, a.seconds, seed)
             loop, points, info = analyse_clip(y, SR, out_rate=RATE, out_channels=1)
