@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SEAM_EVAL = REPO.parent / "shared" / "tools" / "seam_eval.py"
+SEAM_EVAL = Path(os.environ.get("SEAM_EVAL") or REPO.parent / "shared" / "tools" / "seam_eval.py")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "infiniloop-bench"
 VENV = CACHE / "venv"
 
@@ -65,6 +65,9 @@ def worker_ours(clips: list[Path], out: Path) -> None:
             dest = out / f"ours-{clip.stem}.wav"
             sf.write(dest, loop, sr, subtype="FLOAT")
             rec.update(loop=str(dest), start=p.start, end=p.end, bpm=p.bpm, score=p.score)
+            # bars only when beats were found; the loop is scored before its rotation to
+            # the downbeat (a circular shift), so the join seam_eval sees is the real seam
+            rec.update(bars=getattr(p, "bars", None), beats_per_bar=p.beats_per_bar)
         except AnalysisError as e:
             rec.update(loop=None, error=str(e), seconds_taken=time.perf_counter() - t1)
         if i == 0:
@@ -144,6 +147,7 @@ def table(results: list[dict], tools: list[str]) -> str:
         "ibi_exc p90",
         "surpr med",
         "len med s",
+        "1-bar",
         "s/clip warm",
         "s/30s clip",
         "warm-up s",
@@ -173,6 +177,7 @@ def table(results: list[dict], tools: list[str]) -> str:
                 _stat([r.get("ibi_excess") for r in ok], 90),
                 _stat([r.get("surprise_pct") for r in ok], 50),
                 _stat([r.get("length_s") for r in ok], 50),
+                str(sum(1 for r in ok if r.get("bars") == 1 and r.get("beats_per_bar", 1) > 1)),
                 _stat(warm, 50),
                 _stat(warm30, 50),
                 "-" if warmup is None else f"{warmup:.2f}",

@@ -57,6 +57,18 @@ class LoopEntry:
     last_played: float | None
     score: float | None
     source_seconds: float  # length of the clip the loop was cut from
+    # beat grid (see check_grid), positions in samples of this loop at `rate`; None for
+    # loops made before grids were kept or whose analysis found none
+    grid: dict | None = None
+    music: dict | None = None  # what the composer says it wrote (synth only)
+
+    @property
+    def frames(self) -> int:
+        return int(round(self.seconds * self.rate))
+
+    def grid_at(self, rate: int) -> dict | None:
+        """The grid with positions at `rate`, for audio that `Library.load` converted."""
+        return scale_grid(self.grid, self.rate, rate, self.frames)
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -101,6 +113,8 @@ class LoopEntry:
             last_played=_opt_float(get("last_played", num, True)),
             score=_opt_float(get("score", num, True)),
             source_seconds=float(get("source_seconds", num)),
+            grid=_opt_dict(data, "grid"),
+            music=_opt_dict(data, "music"),
         )
 
 
@@ -133,7 +147,75 @@ def read_sidecar(path: Path) -> LoopEntry:
         raise UserError(f"{shown}: id {printable(entry.id)!r} does not match the file name")
     if not 1000 <= entry.rate <= 768000 or not 1 <= entry.channels <= 64:
         raise UserError(f"{shown}: rate {entry.rate} Hz, {entry.channels} channels: not audio")
+    if entry.grid is not None:
+        try:
+            entry.grid = check_grid(entry.grid, entry.frames)
+        except ValueError as exc:
+            raise UserError(f"{shown}: grid: {exc}") from None
     return entry
+
+
+_GRID_LISTS = ("beats", "downbeats", "changes")
+
+
+def check_grid(grid: Any, frames: int) -> dict:
+    """A beat grid made plain and checked; ValueError (one line) names what is wrong.
+
+    {"bpm": float > 0, "beats_per_bar": int 1..16, "beats", "downbeats", "changes":
+    ascending integer sample positions within [0, frames)}; downbeats are beats.
+    """
+    if not isinstance(grid, dict):
+        raise ValueError(f"expected a JSON object, got a JSON {type(grid).__name__}")
+    bpm = grid.get("bpm")
+    if isinstance(bpm, bool) or not isinstance(bpm, (int, float)) or not _finite_number(bpm):
+        raise ValueError(f"bpm: expected a number, got {str(bpm)[:40]!r}")
+    if not 0 < float(bpm) <= 1000:
+        raise ValueError(f"bpm: expected a tempo between 0 and 1000, got {bpm}")
+    bpb = grid.get("beats_per_bar")
+    if isinstance(bpb, bool) or not isinstance(bpb, int) or not 1 <= bpb <= 16:
+        raise ValueError(f"beats_per_bar: expected an integer from 1 to 16, got {str(bpb)[:40]!r}")
+    out: dict[str, Any] = {"bpm": float(bpm), "beats_per_bar": bpb}
+    for key in _GRID_LISTS:
+        vals = grid.get(key, [])
+        if not isinstance(vals, list):
+            raise ValueError(f"{key}: expected a list of sample positions")
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in vals):
+            raise ValueError(f"{key}: expected integer sample positions")
+        if vals and (vals[0] < 0 or vals[-1] >= frames):
+            raise ValueError(f"{key}: positions must lie within the loop's {frames} frames")
+        if any(b <= a for a, b in zip(vals, vals[1:], strict=False)):
+            raise ValueError(f"{key}: positions must be strictly ascending")
+        out[key] = list(vals)
+    if not set(out["downbeats"]) <= set(out["beats"]):
+        raise ValueError("downbeats: every downbeat must also be a beat")
+    return out
+
+
+def scale_grid(grid: dict | None, rate: int, to_rate: int, frames: int) -> dict | None:
+    """The grid of a loop of `frames` at `rate`, for the same loop converted to `to_rate`.
+
+    Positions are scaled as Library.load converts the audio (round(frames * to/from)),
+    and kept within the converted loop and strictly ascending.
+    """
+    if grid is None or rate == to_rate:
+        return grid
+    new_frames = max(1, round(frames * to_rate / rate))
+    out = dict(grid)
+    for key in _GRID_LISTS:
+        scaled = [min(new_frames - 1, round(p * to_rate / rate)) for p in grid.get(key, [])]
+        out[key] = sorted(set(scaled))
+    beats = set(out["beats"])
+    out["downbeats"] = [d for d in out["downbeats"] if d in beats]
+    return out
+
+
+def _opt_dict(data: dict, key: str) -> dict | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(
+            f"{key}: expected a JSON object or null, got a JSON {type(value).__name__}"
+        )
+    return value
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
@@ -249,7 +331,15 @@ class Library:
             last_played=None,
             score=_finite(meta.get("score")),
             source_seconds=float(meta.get("source_seconds", audio.shape[0] / rate)),
+            grid=None,
+            music=meta.get("music") if isinstance(meta.get("music"), dict) else None,
         )
+        if meta.get("grid") is not None:
+            try:
+                entry.grid = check_grid(meta["grid"], audio.shape[0])
+            except ValueError as exc:
+                # a bug in the analyzer, not a reason to lose the loop: store it gridless
+                log.warning("library: dropping the beat grid of %s: %s", loop_id, exc)
         try:
             # Loops are normalized under a peak ceiling, so 24-bit PCM loses nothing audible.
             # The sidecar comes last: a loop exists once its sidecar does.
@@ -328,6 +418,10 @@ class Library:
             )
             audio = convert_loop(audio, rate, to_rate, to_channels)
         return audio
+
+    def grid(self, entry: LoopEntry) -> dict | None:
+        """The loop's beat grid in frames of the audio `load` returns (None: no grid)."""
+        return entry.grid_at(self.rate or entry.rate)
 
     def touch(self, entry: LoopEntry) -> None:
         """Record that the loop was played now (kept in its sidecar)."""

@@ -204,6 +204,9 @@ class Producer:
                 "loudness_lufs": info.get("loudness_lufs"),
                 "score": info.get("score"),
                 "source_seconds": info.get("source_seconds", seconds),
+                "grid": info.get("grid"),
+                # the composer's facts, when a generator reports them with the clip
+                "music": info.get("music"),
             }
             loop = asyncio.get_running_loop()
             # FLAC encoding takes a moment; keep it off the event loop.

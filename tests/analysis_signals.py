@@ -69,3 +69,31 @@ def drum_bar_clip(
     if channels:
         y = np.stack([y * (1.0 - 0.1 * c) for c in range(channels)], axis=1)
     return y.astype(np.float32), bar_n
+
+
+def synth_bar_lines(prompt: str, seconds: float, seed: int) -> tuple[float, float, int]:
+    """Truth of a synth clip: (bpm, time of the first bar line in seconds, beats per bar).
+
+    The composer starts every clip on a bar line `offset` seconds in (0..0.12 s, drawn
+    from its generator); the score keeps the tempo but not the offset, so it is drawn
+    again here with the composer's own sequence of draws, and checked against the notes.
+    """
+    from infiniloopd.generators.synth import composer as c
+
+    text = c.normalize_prompt(prompt)
+    style = c._adjust_style(c.choose_style(prompt), text)
+    identity = c.stable_hash(text)
+    rng = np.random.default_rng([identity & 0xFFFFFFFF, seed & 0xFFFFFFFF, 1])
+    mode = style.modes[(identity >> 8) % len(style.modes)]
+    rng.uniform(-0.012, 0.012)  # the clip's tempo nudge
+    minor = mode in c.MINOR_LIKE
+    progressions = style.minor_progressions if minor else style.major_progressions
+    progression = progressions[int(rng.integers(len(progressions)))]
+    if len(progression) > 2:
+        rng.integers(len(progression))  # where in the progression the clip starts
+    offset = float(rng.uniform(0.0, 0.12))
+    score = c.compose(prompt, seconds, seed)
+    first = min(n.start for n in score.notes)
+    assert abs(first - offset) < 0.04 or first > offset, "composer's draws changed"
+    assert any(abs(n.start - offset) < 0.03 for n in score.notes), "composer's draws changed"
+    return score.bpm, offset, 4

@@ -238,3 +238,111 @@ def test_a_loop_longer_than_its_sidecar_says_is_refused_before_decoding(tmp_path
     again.scan()
     with pytest.raises(UserError, match=r"144000 frames at 48000 Hz, expected at most 1.5 s"):
         again.load(again.get(entry.id))
+
+
+GRID = {
+    "bpm": 120.0,
+    "beats_per_bar": 4,
+    "beats": [0, 24000],
+    "downbeats": [0],
+    "changes": [24000],
+}
+
+
+def test_grid_and_music_round_trip_through_the_sidecar(tmp_path):
+    lib = Library(tmp_path, 100)
+    lib.scan()
+    music = {"style": "lofi", "key": "A minor", "tempo": 120.0, "instruments": ["piano"]}
+    entry = lib.add(noise(), RATE, meta(grid=GRID, music=music))
+    side = json.loads(entry.path.with_suffix(".json").read_text())
+    assert side["grid"] == GRID and side["music"] == music
+    again = Library(tmp_path, 100)
+    again.scan()
+    got = again.get(entry.id)
+    assert got.grid == GRID and got.music == music
+    assert again.grid(got) == GRID  # same rate: unchanged
+
+
+def test_old_sidecars_without_grid_or_music_still_load(tmp_path):
+    lib = Library(tmp_path, 100)
+    lib.scan()
+    entry = lib.add(noise(0.3), RATE, meta())
+    sidecar = entry.path.with_suffix(".json")
+    side = json.loads(sidecar.read_text())
+    del side["grid"], side["music"]
+    sidecar.write_text(json.dumps(side))
+    again = Library(tmp_path, 100)
+    again.scan()
+    got = again.get(entry.id)
+    assert got is not None and got.grid is None and got.music is None
+    assert again.grid(got) is None
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ("fast", "grid: expected a JSON object"),
+        ({**GRID, "bpm": "fast"}, "grid: bpm: expected a number"),
+        ({**GRID, "bpm": -3}, "grid: bpm: expected a tempo"),
+        ({**GRID, "beats_per_bar": 0}, "grid: beats_per_bar"),
+        ({**GRID, "beats": [0, 48000]}, "grid: beats: positions must lie within"),
+        ({**GRID, "beats": [-1, 0]}, "grid: beats: positions must lie within"),
+        ({**GRID, "beats": [24000, 0]}, "grid: beats: positions must be strictly ascending"),
+        ({**GRID, "changes": [1.5]}, "grid: changes: expected integer sample positions"),
+        ({**GRID, "downbeats": [12]}, "grid: downbeats: every downbeat must also be a beat"),
+        ({**GRID, "beats": "0 24000"}, "grid: beats: expected a list"),
+    ],
+    ids=[
+        "type",
+        "bpm-type",
+        "bpm-range",
+        "meter",
+        "past-end",
+        "negative",
+        "unsorted",
+        "float",
+        "downbeat",
+        "not-list",
+    ],
+)
+def test_a_bad_grid_skips_the_sidecar_with_one_clear_warning(tmp_path, caplog, grid, message):
+    lib = Library(tmp_path, 100)
+    lib.scan()
+    good = lib.add(noise(), RATE, meta(grid=GRID))
+    bad = lib.add(noise(1.0, 1), RATE, meta())
+    sidecar = bad.path.with_suffix(".json")
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "grid": grid}))
+    caplog.set_level(logging.WARNING, "infiniloopd.library")
+    again = Library(tmp_path, 100)
+    again.scan()
+    assert [e.id for e in again.entries()] == [good.id]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and message in warnings[0] and bad.id in warnings[0], warnings
+    assert "\n" not in warnings[0]
+
+
+def test_a_bad_grid_from_the_analyzer_is_dropped_not_the_loop(tmp_path, caplog):
+    lib = Library(tmp_path, 100)
+    lib.scan()
+    caplog.set_level(logging.WARNING, "infiniloopd.library")
+    entry = lib.add(noise(0.5), RATE, meta(grid={**GRID, "beats": [0, RATE]}))
+    assert entry.grid is None
+    assert "dropping the beat grid" in caplog.text
+    again = Library(tmp_path, 100)
+    again.scan()
+    assert again.get(entry.id) is not None
+
+
+def test_grid_positions_follow_a_rate_conversion(tmp_path):
+    lib = Library(tmp_path, 100)
+    lib.scan()
+    entry = lib.add(noise(), RATE, meta(grid=GRID))
+    at_44k = Library(tmp_path, 100, rate=44100)
+    at_44k.scan()
+    got = at_44k.get(entry.id)
+    frames = at_44k.load(got).shape[0]
+    grid = at_44k.grid(got)
+    assert frames == 44100
+    assert grid["beats"] == [0, 22050] and grid["downbeats"] == [0]
+    assert grid["changes"] == [22050] and grid["bpm"] == 120.0
+    assert got.grid == GRID  # the entry itself keeps its own rate's positions

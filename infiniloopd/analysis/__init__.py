@@ -6,10 +6,11 @@ with a one-line message).
 """
 
 from .errors import AnalysisError
+from .grid import BeatGrid
 from .loop import DEFAULT_CROSSFADE_MS, LoopPoints, find_loop
 from .loudness import limit_peaks, measure_lufs, normalize_loudness
 from .pipeline import analyse_clip, map_channels
-from .render import crossfade_gains, render_loop
+from .render import crossfade_gains, render_loop, rotate_loop
 from .resample import resample
 from .validate import validate_clip
 
@@ -18,6 +19,7 @@ analyze_clip = analyse_clip
 __all__ = [
     "DEFAULT_CROSSFADE_MS",
     "AnalysisError",
+    "BeatGrid",
     "LoopPoints",
     "analyse_clip",
     "analyze_clip",
@@ -29,5 +31,6 @@ __all__ = [
     "normalize_loudness",
     "render_loop",
     "resample",
+    "rotate_loop",
     "validate_clip",
 ]

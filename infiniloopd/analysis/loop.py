@@ -4,9 +4,12 @@ Plan: track beats on a 16 kHz mono copy; summarise each beat by chroma, MFCC, le
 its sub-beat onset pattern; compare every beat with every other as one distance matrix;
 score each (start beat, length) pair by the distances of a few beats before and after
 the two seams (the music must continue from the end into the start as it did from
-before the start into the start); choose the longest loop within a tolerance of the
-best; then refine the end to the sample, first by aligning the log-mel spectrogram
-around the two seams, then by waveform cross-correlation.
+before the start into the start); among loops of whole bars that start on a downbeat,
+at least two bars long when the clip allows, prefer phrases (4 or 8 bars) and long
+loops within a tolerance of the best seam; then refine the end to the sample, first
+by aligning the log-mel spectrogram around the two seams, then by waveform
+cross-correlation. The result carries the
+loop's beat grid (grid.py) and the rotation that puts its first downbeat at frame 0.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 from .beats import estimate_period, grid, track_beats
 from .errors import AnalysisError
 from .features import ANALYSIS_RATE, Frames, frame_features
+from .grid import BeatGrid, chord_changes, prefer_octave
 from .resample import resample
 from .validate import to_mono, validate_clip
 
@@ -36,6 +40,10 @@ _SUBBEATS = 4
 # score over a seam of equal quality, a loop half as long half of it
 _LENGTH_BONUS = 0.15
 _DOWNBEAT_BONUS = 0.04
+# Whole phrases: 4 or 8 bars (16 in a long clip) gain this much score, 2 bars half of
+# it; a loop shorter than 2 bars is taken only when no longer one fits the clip.
+_PHRASE_BONUS = 0.06
+_PHRASE_BARS = (4, 8, 16)
 _MISSING_PENALTY = 0.25  # per unit weight of seam context that falls outside the clip
 _FADE_DB = 9.0  # beats this far under the median level at the clip's edges are a fade
 _METER_MIN_GAIN = 0.04  # how much more alike beats a bar apart must be to trust a meter
@@ -48,6 +56,23 @@ _METER_MIN_GAIN = 0.04  # how much more alike beats a bar apart must be to trust
 # beats.py: 0.034 / 9.00 s, more surprise). The residue is about one frame of the
 # evaluator's own tracker.
 _TIGHTNESS = 800.0
+# Half-tempo check (_every_other_beat), measured on synth clips of every style: slow
+# styles (64-78 BPM) read at double tempo show low-band ratios 0.13-0.36, full-band
+# 0.42-0.71, products 0.08-0.22; styles at their true tempo (backbeats, four-on-the-
+# floor) 0.37-1.0 and 0.43 and above. Game music at 120 BPM with kicks on 1 and 3 can
+# alternate as strongly; halving it would leave the preferred 70-160 BPM, so a half
+# tempo under _SLOWEST_BPM is never taken.
+_OFFBEAT_LOW_RATIO = 1.5  # synth clips of every style: 0.01-0.7 when on the beat
+# Synth clips on the beat: low band midway / on the beat 0.01-0.45 (techno, tracked on
+# its off-beats: 0.48-0.69), and chord changes within 0.2 beat of midway are a few
+# anticipations at most (techno: 4 of 5 to 7 of 7). The harmony decides; the low band
+# only has to show that something substantial happens midway.
+_OFFBEAT_BOTH_RATIO = 0.35
+_OFFBEAT_MIN_CHANGES = 4
+_SLOWEST_BPM = 62.0
+_HALF_LOW_RATIO = 0.5
+_HALF_FULL_RATIO = 0.8
+_HALF_BOTH_RATIO = 0.3
 
 
 @dataclass(frozen=True)
@@ -60,8 +85,17 @@ class LoopPoints:
     score: float  # seam similarity: 1 = identical context, 0 = like two random beats
     bpm: float
     beats: int  # loop length in beats
-    beats_per_bar: int  # 3 or 4 when a meter was found, else 1
+    beats_per_bar: int  # 3 or 4 when beats were found, else 1
     bars: int  # loop length in bars (beats when no meter was found)
+    # frames to rotate the rendered loop by (np.roll(loop, -rotation)) so that its
+    # frame 0 is a downbeat; 0 for beatless music
+    rotation: int = 0
+    grid: BeatGrid | None = None  # positions in the rotated loop
+
+    @property
+    def downbeat(self) -> int:
+        """Sample of the clip that becomes frame 0 of the rotated loop."""
+        return self.start + self.rotation
 
     @property
     def frames(self) -> int:
@@ -81,19 +115,85 @@ class _Beats:
 
 def _find_beats(f: Frames) -> _Beats:
     n = f.onset.size
-    period = estimate_period(f.onset, f.hop_seconds)
+    period = prefer_octave(estimate_period(f.onset, f.hop_seconds), f.onset, f.hop_seconds)
     beats = track_beats(f.onset, period, _TIGHTNESS)
     tracked = beats.size >= 4
     if not tracked:
         beats = grid(n, period)
     else:
         period = float(np.median(np.diff(beats)))
+        beats = _onto_the_beat(f, beats, period)
+        if _every_other_beat(f, beats, period):
+            strong = _strong_phase(f, beats)
+            beats = beats[strong::2]
+            period = float(np.median(np.diff(beats)))
         # extend the tracked beats over the whole clip so loops may use all of it
         head = beats[0] - period * np.arange(int(beats[0] // period), 0, -1)
         tail = beats[-1] + period * np.arange(1, int((n - 1 - beats[-1]) // period) + 1)
         beats = np.concatenate([np.round(head), beats, np.round(tail)]).astype(np.int64)
     beats = np.unique(np.clip(beats, 0, n - 1))
     return _Beats(beats, period, tracked)
+
+
+def _accents(f: Frames, beats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Low-band and full-band onset peak near each beat (beats sit on peaks give or take)."""
+    n = f.onset.size
+    near = np.clip(beats[:, None] + np.arange(-3, 4)[None, :], 0, n - 1)
+    return f.onset_low[near].max(axis=1), f.onset[near].max(axis=1)
+
+
+def _onto_the_beat(f: Frames, beats: np.ndarray, period: float) -> np.ndarray:
+    """The beats moved by half a period when kick and bass fall between them.
+
+    Off-beat hi-hats can carry a tracker half a beat off; the low band (kick, bass
+    notes) then peaks midway between the tracked beats rather than on them.
+    """
+    n = f.onset.size
+    mid = np.round(beats + period / 2.0).astype(np.int64)
+    mid = mid[mid < n - 3]
+    if mid.size < 4:
+        return beats
+    low_on, _ = _accents(f, beats)
+    low_mid, _ = _accents(f, mid)
+    if low_mid.mean() > _OFFBEAT_LOW_RATIO * low_on.mean():
+        return mid
+    # Off-beat bass and hats that outweigh a quiet kick (techno): the low band is
+    # strong on both, and the chords, which change on bar lines, say which is the beat.
+    if low_mid.mean() >= _OFFBEAT_BOTH_RATIO * low_on.mean():
+        changes = chord_changes(f.chroma, f.hop_seconds)
+        i = np.searchsorted(beats, changes) - 1
+        ok = (i >= 0) & (i < beats.size)
+        frac = (changes[ok] - beats[i[ok]]) / period
+        if frac.size >= _OFFBEAT_MIN_CHANGES and np.mean(np.abs(frac - 0.5) <= 0.2) >= 0.6:
+            return mid
+    return beats
+
+
+def _strong_phase(f: Frames, beats: np.ndarray) -> int:
+    low, _ = _accents(f, beats)
+    return 0 if low[0::2].mean() >= low[1::2].mean() else 1
+
+
+def _every_other_beat(f: Frames, beats: np.ndarray, period: float) -> bool:
+    """True when the tracked pulse is twice the felt beat: slow music with eighth notes.
+
+    Then bass and chords land on every other tracked beat: the low band is far weaker
+    on the other beats, and so is the full band (with a backbeat snare, the real beat,
+    the full band is stronger on the weak-bass beats instead).
+    """
+    if beats.size < 8 or 60.0 / (2.0 * period * f.hop_seconds) < _SLOWEST_BPM:
+        return False
+    low, full = _accents(f, beats)
+    strong = _strong_phase(f, beats)
+    lw, ls = low[1 - strong :: 2].mean(), low[strong::2].mean()
+    fw, fs = full[1 - strong :: 2].mean(), full[strong::2].mean()
+    low_ratio = lw / max(ls, 1e-9)
+    full_ratio = fw / max(fs, 1e-9)
+    return bool(
+        low_ratio < _HALF_LOW_RATIO
+        and full_ratio < _HALF_FULL_RATIO
+        and low_ratio * full_ratio < _HALF_BOTH_RATIO
+    )
 
 
 def _sync(m: np.ndarray, beats: np.ndarray) -> np.ndarray:
@@ -157,18 +257,17 @@ def _lag_similarity(d: np.ndarray, max_lag: int) -> np.ndarray:
 
 
 def _meter(d: np.ndarray) -> int:
-    """Beats per bar: 4 or 3 when beats a bar apart are clearly more alike, else 1."""
+    """Beats per bar: 3 when beats three apart are clearly the most alike, else 4."""
     nb = d.shape[0]
     max_lag = min(nb // 2, 36)
     if max_lag < 8:
-        return 1
+        return 4
     s = _lag_similarity(d, max_lag)
     lags = np.arange(max_lag + 1)
     base = np.nanmean(s[1:])
     m4 = np.nanmean(s[(lags % 4 == 0) & (lags > 0)])
     m3 = np.nanmean(s[(lags % 3 == 0) & (lags % 4 != 0) & (lags > 0)])
-    meter, gain = (4, m4 - base) if m4 >= m3 else (3, m3 - base)
-    return meter if gain >= _METER_MIN_GAIN else 1
+    return 3 if m3 > m4 and m3 - base >= _METER_MIN_GAIN else 4
 
 
 def _downbeat_phase(d_chroma: np.ndarray, f: Frames, beats: np.ndarray, meter: int) -> int:
@@ -270,9 +369,17 @@ def find_loop(
         ok &= (length >= min_seconds * sr + margin) & (length <= max_s * sr - margin)
         if use_fade:
             ok &= (ai >= lo_fade) & (bi <= hi_fade + 1)
+        bonus = np.where((ai - phase) % max(meter, 1) == 0, _DOWNBEAT_BONUS, 0.0)
+        if step > 1:
+            # bars start and end on downbeats; at least two of them if the clip allows
+            ok &= (ai - phase) % step == 0
+            bars = lags[:, None] // step
+            if (ok & (bars >= 2)).any():
+                ok &= bars >= 2
+            phrase = np.where(bars == 2, _PHRASE_BONUS / 2, 0.0)
+            bonus = bonus + np.where(np.isin(bars, _PHRASE_BARS), _PHRASE_BONUS, phrase)
         if not ok.any():
             continue
-        bonus = np.where((ai - phase) % max(meter, 1) == 0, _DOWNBEAT_BONUS, 0.0)
         candidates = (lags, np.where(ok, sc, -np.inf), bonus, step)
         break
     if candidates is None:
@@ -296,15 +403,46 @@ def find_loop(
     end = int(min(max(end, start + int(min_seconds * sr)), n - xf))
     beats = int(lags[li])
     bpb = step if step > 1 else 1
+    # the grid of the loop as played: rotated so the first downbeat is frame 0
+    length = end - start
+    changes_at = np.round(chord_changes(f.chroma, f.hop_seconds) * f.hop_seconds * sr)
+    changes_at = changes_at.astype(np.int64)
+    if b.tracked and beats > 0:
+        idx = np.arange(ai, ai + beats)
+        is_down = (idx - phase) % meter == 0
+        j0 = int(idx[is_down][0]) if is_down.any() else int(ai)
+        down = int(round(beat_s[j0] * sr))
+        rotation = (down - start) % length
+        # circular: beats before the first downbeat wrap to the end of the rotated loop
+        pos = (np.round(beat_s[idx] * sr).astype(np.int64) - down) % length
+        order = np.argsort(pos, kind="stable")
+        pos, is_down = pos[order], is_down[order]
+        keep = np.append(True, np.diff(pos) > 0)
+        pos, is_down = pos[keep], is_down[keep]
+        # chord changes inside the loop, snapped to the nearest beat
+        inside = changes_at[(changes_at >= start) & (changes_at < end)]
+        rel = (inside - down) % length
+        ring = np.append(pos, length)
+        near = ring[np.argmin(np.abs(rel[:, None] - ring[None, :]), axis=1)] % length
+        changes = np.unique(near)
+        grid = BeatGrid(
+            60.0 * beats * sr / length, meter, tuple(pos), tuple(pos[is_down]), tuple(changes)
+        )
+    else:
+        rotation = 0
+        inside = changes_at[(changes_at >= start) & (changes_at < end)] - start
+        grid = BeatGrid(float(bpm), 4, (), (), tuple(int(c) for c in inside))
     return LoopPoints(
         start=start,
         end=end,
         sr=int(sr),
         score=float(sc[li, ai]),
-        bpm=float(bpm),
+        bpm=float(grid.bpm) if grid.beats else float(bpm),
         beats=beats,
         beats_per_bar=bpb,
         bars=beats // bpb,
+        rotation=int(rotation),
+        grid=grid,
     )
 
 

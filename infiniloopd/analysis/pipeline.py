@@ -11,7 +11,7 @@ import numpy as np
 from .errors import AnalysisError
 from .loop import DEFAULT_CROSSFADE_MS, LoopPoints, find_loop
 from .loudness import measure_lufs, normalize_loudness
-from .render import render_loop
+from .render import render_loop, rotate_loop
 from .resample import resample
 from .validate import validate_clip
 
@@ -61,7 +61,10 @@ def analyse_clip(
     at the output rate are exact there. target_lufs=None keeps the level.
     info: input_rate, input_channels, input_seconds, out_rate, out_channels,
     start_s/end_s (seconds into the clip), seconds, bpm, score, beats,
-    beats_per_bar, bars, loudness_in (LUFS of the loop before gain), loudness_out,
+    beats_per_bar, bars, rotation (frames the rendered loop was rotated by so that
+    its frame 0 is a downbeat), downbeat_s (the clip's time of that frame 0), grid
+    (the loop's beat grid as a dict, positions in the returned loop, or None),
+    loudness_in (LUFS of the loop before gain), loudness_out,
     peak_db, analysis_s (wall time).
     """
     t0 = time.perf_counter()
@@ -74,9 +77,9 @@ def analyse_clip(
         max_seconds=max_seconds,
         crossfade_ms=crossfade_ms,
     )
-    loop = map_channels(
-        render_loop(at_rate, out_rate, points, crossfade_ms=crossfade_ms), out_channels
-    )
+    rendered = render_loop(at_rate, out_rate, points, crossfade_ms=crossfade_ms)
+    # frame 0 on a downbeat: players enter and leave loops on bar lines
+    loop = map_channels(rotate_loop(rendered, points.rotation), out_channels)
     if target_lufs is not None:
         loop, loud_in = normalize_loudness(loop, out_rate, target_lufs, peak_ceiling_db)
         loud_out = measure_lufs(loop, out_rate)
@@ -97,6 +100,9 @@ def analyse_clip(
         "beats": points.beats,
         "beats_per_bar": points.beats_per_bar,
         "bars": points.bars,
+        "rotation": points.rotation,
+        "downbeat_s": points.downbeat / out_rate,
+        "grid": points.grid.to_dict() if points.grid is not None else None,
         "loudness_in": loud_in,
         "loudness_out": loud_out,
         "peak_db": 20.0 * np.log10(peak) if peak > 0 else float("-inf"),

@@ -71,3 +71,16 @@ def render_loop(
         g_in, g_out = crossfade_gains(xf, _correlation(incoming, outgoing))
         out[-xf:] = incoming * g_in.reshape(shape) + outgoing * g_out.reshape(shape)
     return out
+
+
+def rotate_loop(loop: np.ndarray, rotation: int) -> np.ndarray:
+    """The loop started `rotation` frames later: a circular shift, the seam kept intact.
+
+    A rendered loop is continuous across its wrap, so starting it elsewhere (on its
+    first downbeat) moves the baked seam inside the buffer without changing a sample.
+    """
+    a = np.asarray(loop)
+    if a.shape[0] == 0:
+        return a
+    r = int(rotation) % a.shape[0]
+    return np.ascontiguousarray(np.concatenate([a[r:], a[:r]])) if r else a
