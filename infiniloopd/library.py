@@ -56,6 +56,7 @@ class LoopEntry:
     last_played: float | None
     score: float | None
     source_seconds: float  # length of the clip the loop was cut from
+    music: dict | None = None  # the composer's facts (style, key, tempo, ...), synth only
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -100,6 +101,7 @@ class LoopEntry:
             last_played=_opt_float(get("last_played", num, True)),
             score=_opt_float(get("score", num, True)),
             source_seconds=float(get("source_seconds", num)),
+            music=data.get("music") if isinstance(data.get("music"), dict) else None,
         )
 
 
@@ -248,6 +250,7 @@ class Library:
             last_played=None,
             score=_finite(meta.get("score")),
             source_seconds=float(meta.get("source_seconds", audio.shape[0] / rate)),
+            music=meta.get("music") if isinstance(meta.get("music"), dict) else None,
         )
         try:
             # Loops are normalized under a peak ceiling, so 24-bit PCM loses nothing audible.
