@@ -609,7 +609,7 @@ def compose(prompt: str, seconds: float, seed: int, clip: int | None = None) -> 
 
     notes = tuple(
         sorted(
-            (replace(n, start=round(n.start - preroll, 6)) for n in b.notes),
+            (replace(n, start=n.start - preroll) for n in b.notes),
             key=lambda n: (n.start, n.part, n.pitch),
         )
     )
