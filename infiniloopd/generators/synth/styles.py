@@ -435,7 +435,6 @@ STYLES: dict[str, Style] = {
             drums="dnb",
             drum_volume=104,
             drum_kit=25,
-            beats_per_chord=8,
             sevenths=True,
             humanize=0.2,
             fx=Fx(reverb_mix=0.18, reverb_seconds=2.0),
