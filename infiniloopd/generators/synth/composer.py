@@ -450,11 +450,7 @@ def _voices(spec: Spec, section: Section) -> dict[str, Voice]:
         slots["bass"] = None
     voices = {r: v for r, v in slots.items() if v is not None}
     # Sections rest some layers, but never the whole harmony, and never a named part.
-    resting = {
-        r
-        for r in section.silent
-        if r in voices and (voices[r].program not in named_programs or r == "lead")
-    }
+    resting = {r for r in section.silent if r in voices and voices[r].program not in named_programs}
     if spec.only:
         resting = {r for r in resting if r == "lead"} if len(voices) > 1 else set()
     if set(voices) - resting - {"drums"}:
@@ -876,6 +872,8 @@ def _lead(
         phrase_pos = bar % 4
         if phrase_pos == 3 and b.rng.random() < 0.5:
             continue  # breathe at the end of a phrase
+        if phrase_pos in (1, 3) and b.rng.random() > b.density:
+            continue  # sparser sections leave whole bars to the others
         rhythm = (
             motif[phrase_pos % 2] if phrase_pos < 2 else (answer if phrase_pos == 3 else motif[0])
         )

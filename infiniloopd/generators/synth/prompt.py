@@ -239,7 +239,7 @@ def parse(prompt: str) -> Spec:
         tempo_scale = 1.12
     velocity = -14 if has_word(text, SOFT) else (10 if has_word(text, LOUD) else 0)
     register = -5 if dark else (5 if bright else 0)
-    density = 0.65 if has_word(text, SPARSE) else (1.3 if has_word(text, DENSE) else 1.0)
+    density = 0.55 if has_word(text, SPARSE) else (1.3 if has_word(text, DENSE) else 1.0)
     textures = []
     if has_word(text, ("rain", "rainy", "raining", "storm", "stormy")):
         textures.append("rain")
@@ -250,7 +250,7 @@ def parse(prompt: str) -> Spec:
         identity=stable_hash(full),
         style=style,
         matched=matched,
-        bpm=_tempo(full),
+        bpm=_tempo(prompt.lower()),
         instruments=tuple(named),
         excluded_programs=excluded,
         no_drums=no_drums,

@@ -78,17 +78,17 @@ class Style:
     drift: bool = False  # ambient form: phasing layers, gentle sections
 
 
-# Progressions as scale degrees, one chord a bar: four different chords, so any four bars
-# hold at least three changes.
+# Progressions as scale degrees, one chord a bar, no chord twice in a row (the last one
+# leads back to the first too), so any four bars hold at least three changes.
 MAJOR_POP = ((0, 4, 5, 3), (0, 5, 3, 4), (3, 0, 4, 5), (0, 3, 5, 4), (5, 3, 0, 4))
 MINOR_POP = ((0, 5, 2, 6), (0, 3, 5, 4), (0, 6, 5, 4), (5, 6, 0, 4), (0, 5, 3, 6))
 JAZZ_MAJOR = ((1, 4, 0, 5), (0, 5, 1, 4), (2, 5, 1, 4), (3, 2, 1, 0))
 JAZZ_MINOR = ((3, 6, 2, 5), (0, 3, 6, 2), (1, 4, 0, 5))
 AMBIENT_MAJOR = ((0, 3, 5, 3), (0, 5, 3, 4), (3, 0, 4, 5), (0, 2, 3, 4))
 AMBIENT_MINOR = ((0, 5, 3, 6), (0, 3, 5, 6), (5, 3, 0, 6), (0, 6, 5, 3))
-ROCK_MAJOR = ((0, 4, 5, 3), (0, 6, 3, 0), (0, 3, 4, 3), (5, 3, 0, 4))
+ROCK_MAJOR = ((0, 4, 5, 3), (0, 6, 3, 4), (0, 3, 4, 3), (5, 3, 0, 4))
 ROCK_MINOR = ((0, 5, 6, 4), (0, 6, 5, 6), (0, 3, 5, 6), (0, 5, 2, 6))
-BLUES = ((0, 3, 0, 4), (0, 3, 4, 3), (0, 0, 3, 4))
+BLUES = ((0, 3, 0, 4), (0, 3, 4, 3), (4, 3, 0, 3))
 MINIMAL_MINOR = ((0, 5, 6, 4), (0, 3, 5, 6), (0, 6, 3, 4))
 
 _S = Style
