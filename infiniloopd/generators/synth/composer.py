@@ -253,9 +253,10 @@ DRUMS: dict[str, dict[int, list[tuple[int, int]]]] = {
         CLOSED_HAT: [(s, 50) for s in range(0, 16, 4)],
     },
     "bossa": {
-        KICK: [(0, 78), (6, 66), (8, 78), (14, 66)],
-        RIM: [(0, 62), (3, 56), (6, 60), (10, 58), (13, 56)],
-        SHAKER: [(s, 44 if s % 2 == 0 else 32) for s in range(16)],
+        KICK: [(0, 84), (6, 56), (8, 84), (14, 56)],
+        RIM: [(0, 50), (3, 40), (6, 46), (10, 44), (12, 48)],
+        SHAKER: [(s, 50 if s % 4 == 0 else 30) for s in range(16)],
+        PEDAL_HAT: [(4, 50), (12, 50)],
     },
     "onedrop": {
         KICK: [(8, 106)],
@@ -661,7 +662,9 @@ def _comp(
             for k, p in enumerate(voicing):
                 b.add(part, p, t0 + 0.02 * k, chord_beats * 0.98, vel - 4 * k)
         elif kind == "stab":
-            steps = ((0.5, 1.5, 2.5, 3.5), (0.5, 1.75, 2.5), (0.75, 1.5, 3.0, 3.5))[pattern]
+            # An off-beat in every beat: sparser stabs read as a 3-against-4 to the ear and
+            # to beat trackers.
+            steps = ((0.5, 1.5, 2.5, 3.5), (0.5, 1.75, 2.5, 3.5), (0.5, 1.5, 2.75, 3.5))[pattern]
             for bar in range(chord_beats // 4):
                 for s in steps:
                     for p in voicing:
@@ -725,7 +728,8 @@ def _comp(
                     for p in voicing[1:]:
                         b.add(part, p, t0 + 4 * bar + s, 0.18, vel - 16, optional=True)
         elif kind == "bossa":
-            hits = ((0, 0.5), (0.75, 0.5), (1.5, 0.75), (2.5, 0.5), (3.25, 0.6))
+            # Syncopated on the eighths, not the dotted eighths (those read as 4/3 time).
+            hits = ((0, 0.5), (1, 0.4), (1.5, 0.75), (2.5, 0.4), (3, 0.75))
             for bar in range(chord_beats // 4):
                 for s, length in hits:
                     for p in voicing[1:]:
