@@ -79,8 +79,8 @@ GM_NAMES = {
     52: "choir", 56: "trumpet", 57: "trombone", 60: "french horn", 61: "brass",
     62: "synth brass", 66: "tenor sax", 68: "oboe", 71: "clarinet", 73: "flute",
     80: "square lead", 81: "saw lead", 87: "bass lead", 88: "fifths lead", 89: "warm pad",
-    90: "polysynth pad", 91: "choir pad", 95: "sweep pad", 104: "sitar", 105: "banjo",
-    108: "kalimba", 114: "steel drums",
+    90: "polysynth pad", 91: "choir pad", 95: "sweep pad", 98: "crystal", 104: "sitar",
+    105: "banjo", 108: "kalimba", 114: "steel drums",
 }  # fmt: skip
 
 
