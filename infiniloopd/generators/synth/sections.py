@@ -31,8 +31,8 @@ DRIFT_FORM: tuple[tuple[str, int, str, frozenset[str], float], ...] = (
     ("A", 0, "home", frozenset(), 0.9),
     ("B", 1, "dominant", frozenset({"bass"}), 0.8),
     ("A2", 0, "home", frozenset({"pad"}), 1.0),
-    ("C", 2, "other", frozenset({"lead"}), 0.75),
-    ("A", 0, "home", frozenset({"chords"}), 0.85),
+    ("C", 2, "other", frozenset({"chords"}), 0.75),
+    ("A", 0, "home", frozenset({"bass"}), 0.85),
     ("B", 1, "subdominant", frozenset(), 1.0),
 )
 
