@@ -1,6 +1,7 @@
 """What the built-in composer makes of prompts, measured on the rendered audio.
 
-Usage: python3 benchmarks/music.py [--clips 4] [--seconds 20] [--only-prompts] [--series 30]
+Usage: python3 benchmarks/music.py [--clips 4] [--seconds 20] [--only-prompts|--only-presets]
+       [--series 30]
 
 Per preset (from infiniloopd/data/presets.yaml) and for a list of free prompts, renders
 `--clips` clips with the synth generator (FluidSynth when a SoundFont is installed),
@@ -166,6 +167,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--only-prompts", action="store_true")
+    ap.add_argument("--only-presets", action="store_true")
     ap.add_argument("--series", type=int, default=30)
     args = ap.parse_args()
     gen = SynthGenerator()
@@ -185,7 +187,7 @@ def main() -> None:
             prompt = p["prompt"] if isinstance(p, dict) else p
             all_rows += run_prompt(gen, name, prompt, args, feats, labels)
     print("--- free prompts")
-    for prompt in FREE_PROMPTS:
+    for prompt in () if args.only_presets else FREE_PROMPTS:
         all_rows += run_prompt(gen, prompt, prompt, args, None, None)
     over = sum(r[5] > -1.0 for r in all_rows)
     print(f"\nloops with true peak above -1 dBTP: {over} of {len(all_rows)}")

@@ -78,7 +78,7 @@ GM_NAMES = {
     42: "cello", 43: "contrabass", 46: "harp", 48: "strings", 49: "slow strings",
     52: "choir", 56: "trumpet", 57: "trombone", 60: "french horn", 61: "brass",
     62: "synth brass", 66: "tenor sax", 68: "oboe", 71: "clarinet", 73: "flute",
-    80: "square lead", 81: "saw lead", 87: "bass lead", 88: "fifths lead", 89: "warm pad",
+    80: "square lead", 81: "saw lead", 87: "bass lead", 88: "fantasia pad", 89: "warm pad",
     90: "polysynth pad", 91: "choir pad", 95: "sweep pad", 98: "crystal", 104: "sitar",
     105: "banjo", 108: "kalimba", 114: "steel drums",
 }  # fmt: skip

@@ -103,7 +103,7 @@ STYLES: dict[str, Style] = {
             AMBIENT_MINOR,
             chords=Voice(89, "sustain", 84, 52, 72),
             bass=Voice(48, "sustain", 90),
-            lead=Voice(46, "phase", 110, 64, 86),
+            lead=Voice(88, "phase", 100, 64, 86),
             pad=Voice(49, "sustain", 73, 60, 79),
             sevenths=True,
             humanize=0.6,
