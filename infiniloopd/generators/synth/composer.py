@@ -204,7 +204,7 @@ DRUMS: dict[str, dict[int, list[tuple[int, int]]]] = {
     },
     "chill": {
         KICK: [(0, 96), (6, 64), (8, 90)],
-        RIM: [(4, 70), (12, 74)],
+        RIM: [(4, 58), (12, 62)],
         SHAKER: [(s, 40 if s % 2 else 50) for s in range(16)],
     },
     "jazz": {
@@ -260,7 +260,8 @@ DRUMS: dict[str, dict[int, list[tuple[int, int]]]] = {
     },
     "onedrop": {
         KICK: [(8, 106)],
-        RIM: [(8, 92)],
+        RIM: [(8, 64)],
+        SNARE: [(8, 46)],
         CLOSED_HAT: [(s, 44 if s % 4 == 2 else 34) for s in range(0, 16, 2)],
     },
     "disco": {
