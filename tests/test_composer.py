@@ -99,6 +99,25 @@ def test_style_words_with_plurals_and_spellings(prompt: str, style: str) -> None
     assert c.choose_style(prompt).name == style
 
 
+@pytest.mark.parametrize(
+    ("prompt", "style"),
+    [
+        ("coffee shop", "bossa"),
+        ("christmas morning by the fire", "morning"),
+        ("christmas", "lullaby"),
+        ("gym workout", "house"),
+        ("halloween party", "house"),
+        ("spa day", "meditation"),
+        ("cyberpunk city", "synthwave"),
+        ("medieval tavern", "folk"),
+        ("christmas jazz", "jazz"),
+    ],
+)
+def test_scenes_and_occasions_find_a_style_before_any_hash(prompt: str, style: str) -> None:
+    assert parse(prompt).style.name == style
+    assert parse(prompt).matched not in ("hash", "mood")
+
+
 def test_words_match_whole_never_inside_longer_words() -> None:
     # "nest" once picked chiptune (nes), "housework" techno (house), "rocket" would be rock.
     assert c.choose_style("a bird in its nest").name != "chiptune"

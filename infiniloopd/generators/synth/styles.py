@@ -522,7 +522,8 @@ STYLES: dict[str, Style] = {
 # Words that select a style, in tiers: the first tier that has a match decides, and
 # inside a tier the earliest style in the list. Places and times of day the presets are
 # built around come first ("mellow evening jazz" is the evening style), then genres, then
-# the quiet catch-alls, then instruments. Words match whole, with plurals.
+# the quiet catch-alls, then scenes and occasions, then instruments. Words match whole,
+# with plurals.
 KEYWORD_TIERS: tuple[tuple[tuple[str, tuple[str, ...]], ...], ...] = (
     (
         ("morning", ("morning", "sunrise", "dawn", "breakfast", "wake up", "waking up")),
@@ -556,6 +557,31 @@ KEYWORD_TIERS: tuple[tuple[tuple[str, tuple[str, ...]], ...], ...] = (
         ("meditation", ("meditation", "meditative", "meditate", "zen", "yoga", "drone")),
         ("meditation", ("singing bowl", "mindfulness", "breathing")),
         ("ambient", ("ambient", "atmospheric", "space", "spacey", "soundscape", "drift")),
+    ),
+    (
+        # Scenes and occasions people name instead of a genre.
+        ("house", ("party", "club", "dancefloor", "workout", "gym", "fitness", "k pop", "kpop")),
+        ("dnb", ("running", "jogging", "sprint", "racing", "chase")),
+        ("synthwave", ("cyberpunk", "futuristic", "sci fi", "scifi", "neon", "night drive")),
+        (
+            "cinematic",
+            ("halloween", "horror", "haunted", "creepy", "spooky", "battle", "adventure"),
+        ),
+        ("reggae", ("beach", "tropical", "island", "hawaiian", "caribbean", "summer")),
+        ("bossa", ("cafe", "coffee", "coffee shop", "tango", "brunch", "cocktail bar")),
+        ("lofi", ("trap", "rap", "drill", "homework")),
+        ("chill", ("rnb", "r and b", "neo soul", "sunday", "afternoon", "lazy sunday")),
+        ("folk", ("celtic", "irish", "scottish", "medieval", "tavern", "shanty", "western")),
+        ("folk", ("cowboy", "forest", "woods", "cabin", "road trip", "travel")),
+        ("blues", ("gospel", "whiskey", "saloon", "bar")),
+        ("classical", ("opera", "waltz", "church", "hymn", "renaissance", "elegant")),
+        ("lullaby", ("christmas", "xmas", "holiday", "carol", "winter", "snow", "kids")),
+        ("lullaby", ("children", "childrens", "toy", "fairy tale", "bedtime")),
+        ("meditation", ("spa", "massage", "wellness", "raga", "indian", "japanese", "temple")),
+        ("ambient", ("ocean", "underwater", "waves", "sea", "nature", "cosmos", "galaxy")),
+        ("morning", ("pop", "birds", "garden", "spring", "sunshine", "coffee morning")),
+        ("evening", ("fireplace", "dinner", "wine", "candlelight", "restaurant")),
+        ("funk", ("afrobeat", "afro", "african", "carnival")),
     ),
     (
         ("piano", ("piano", "keys", "felt piano", "grand piano")),
