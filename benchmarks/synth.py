@@ -20,20 +20,22 @@ from infiniloopd.generators.synth.render_fluid import FluidRenderer
 
 renderers: dict[Path | None, FluidRenderer] = {}
 PROMPTS = ("techno", "lofi", "ambient", "jazz", "cinematic", "chiptune", "piano", "synthwave")
+PROMPTS += ("heavy metal", "bossa nova", "reggae", "drum and bass", "house", "classical")
 
 
 def stage_times(gen: SynthGenerator, prompt: str, seconds: float, seed: int) -> tuple:
-    frames = round(seconds * SR)
     t0 = time.perf_counter()
-    score = compose(prompt, seconds, seed)
+    score = compose(prompt, seconds, seed, clip=seed)
     t1 = time.perf_counter()
     rng = np.random.default_rng(seed)
+    whole = score.from_preroll()  # the pre-roll that fills the reverb is rendered too
+    frames = round(whole.seconds * SR)
     if gen.model == "numpy":
-        dry = render_numpy.render(score, frames, SR, rng)
+        dry = render_numpy.render(whole, frames, SR, rng)
     else:
-        dry = renderers[gen.soundfont].render(score, frames)
+        dry = renderers[gen.soundfont].render(whole, frames)
     t2 = time.perf_counter()
-    fx.finish(dry, SR, score.fx, rng)
+    fx.finish(dry, SR, score.fx, rng, preroll=round(score.preroll * SR))
     t3 = time.perf_counter()
     return t1 - t0, t2 - t1, t3 - t2, len(score.notes)
 

@@ -28,6 +28,7 @@ from infiniloopd.config import Config, GeneratorConfig
 from infiniloopd.core.prompt import prompt_key
 from infiniloopd.errors import UserError
 from infiniloopd.generators import Generator, make_generator
+from infiniloopd.generators.synth.facts import music_path, read_music
 from infiniloopd.library import Library, LoopEntry
 from infiniloopd.paths import ensure_dir
 from infiniloopd.worker import AnalyzerWorker
@@ -205,8 +206,7 @@ class Producer:
                 "score": info.get("score"),
                 "source_seconds": info.get("source_seconds", seconds),
                 "grid": info.get("grid"),
-                # the composer's facts, when a generator reports them with the clip
-                "music": info.get("music"),
+                "music": read_music(written),  # what the synth composed, if it says
             }
             loop = asyncio.get_running_loop()
             # FLAC encoding takes a moment; keep it off the event loop.
@@ -226,7 +226,7 @@ class Producer:
         else:
             self._succeeded(job, gen, entry, audio, gen_seconds, info)
         finally:
-            for path in {out, written}:
+            for path in {out, written, music_path(out)}:
                 if path is not None:
                     with contextlib.suppress(OSError):
                         path.unlink()

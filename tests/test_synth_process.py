@@ -55,7 +55,7 @@ def test_same_seed_same_clip_as_in_process(tmp_path: Path):
     gen = make_generator(_cfg())
     out = asyncio.run(gen.generate("jazz", 5.0, tmp_path / "c.wav", lambda f: None, seed=11))
     child, _ = sf.read(out, dtype="float32")
-    here = SynthGenerator(gen.soundfont, search=()).render("jazz", 5.0, 11)
+    here = SynthGenerator(gen.soundfont, search=()).render("jazz", 5.0, 11, clip=0)
     np.testing.assert_allclose(child, here, atol=1e-6)
 
 
@@ -100,3 +100,22 @@ def test_child_failure_is_one_line(tmp_path: Path):
         asyncio.run(gen.generate("x", 5.0, tmp_path / "no" / "c.wav", lambda f: None, seed=1))
     assert str(info.value).startswith("generator synth failed (exit 1):")
     assert "\n" not in str(info.value)
+
+
+def test_clips_of_a_prompt_walk_through_its_piece_and_say_so(tmp_path: Path):
+    import json
+
+    gen = make_generator(_cfg())
+    facts = []
+    for k in range(3):
+        out = tmp_path / f"c{k}.wav"
+        asyncio.run(gen.generate("reggae, 80 bpm", 5.0, out, lambda f: None, seed=5))
+        facts.append(json.loads((tmp_path / f"c{k}.wav.music.json").read_text()))
+    # Same seed each time, yet the clips are consecutive sections of one piece.
+    assert [f["clip"] for f in facts] == [0, 1, 2]
+    assert len({f["section"] for f in facts}) >= 2
+    assert {f["tempo"] for f in facts} == {80.0} and {f["style"] for f in facts} == {"reggae"}
+    assert len({f["home_key"] for f in facts}) == 1
+    other = tmp_path / "other.wav"
+    asyncio.run(gen.generate("techno", 5.0, other, lambda f: None, seed=5))
+    assert json.loads((tmp_path / "other.wav.music.json").read_text())["clip"] == 0

@@ -26,19 +26,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--soundfont", type=Path, help="omit for the numpy synthesizer")
+    parser.add_argument("--clip", type=int, help="the clip's place in the prompt's piece")
     args = parser.parse_args(argv)
     # Without --soundfont the parent chose numpy and has said so once already.
     level = logging.WARNING if args.soundfont is not None else logging.ERROR
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
 
-    from infiniloopd.generators.synth.generator import SynthGenerator, write_wav_atomic
+    from infiniloopd.generators.synth.generator import (
+        SynthGenerator,
+        write_music,
+        write_wav_atomic,
+    )
 
     def report(fraction: float) -> None:
         print(f"progress {fraction:.3f}", flush=True)
 
     try:
         gen = SynthGenerator(args.soundfont, search=())
-        audio = gen.render(args.prompt, args.seconds, args.seed, report=report)
+        audio = gen.render(args.prompt, args.seconds, args.seed, report=report, clip=args.clip)
+        # The facts first: the parent takes the clip's appearance as the end of the work.
+        write_music(args.out, gen.compose(args.prompt, args.seconds, args.seed, args.clip))
         write_wav_atomic(args.out, audio, gen.rate)
     except UserError as exc:
         print(exc, file=sys.stderr)

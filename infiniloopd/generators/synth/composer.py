@@ -1,382 +1,77 @@
-"""The procedural composer: a prompt and a seed in, a score of note events out (pure).
+"""The procedural composer: a prompt, a seed and a clip index in, a score out (pure).
 
-The prompt picks a style (keywords, else a stable hash of the prompt) and, through the
-same hash, the key and the tempo, so every clip of one prompt belongs to one piece. The
-seed picks what varies from clip to clip: the progression, voicings, rhythms, melody and
-the small human deviations of timing and velocity.
+The prompt (read by prompt.py) fixes the piece: style, tempo, home key, instruments and
+feel, so every clip of one prompt belongs together. The clip index moves through the
+piece's form (sections.py): sections with their own progressions, related keys, layers
+that enter and leave, density that rises and falls. The seed picks what varies from
+take to take: where in the progression the clip starts, voicings, melody steps, fills
+and the small human deviations of timing and velocity.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass, field, replace
 from itertools import product
 
 import numpy as np
 
-# General MIDI drum keys (channel 10).
-KICK, RIM, SNARE, CLAP, CLOSED_HAT, PEDAL_HAT, OPEN_HAT = 36, 37, 38, 39, 42, 44, 46
-LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE, RIDE_BELL, SHAKER = 45, 47, 50, 49, 51, 53, 70
-DRUM_CHANNEL = 9
-
-MODES: dict[str, tuple[int, ...]] = {
-    "major": (0, 2, 4, 5, 7, 9, 11),
-    "minor": (0, 2, 3, 5, 7, 8, 10),
-    "dorian": (0, 2, 3, 5, 7, 9, 10),
-    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
-}
-MINOR_LIKE = {"minor", "dorian"}
-PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-
-
-@dataclass(frozen=True)
-class Fx:
-    """How the rendered mix is finished (see fx.py)."""
-
-    reverb_mix: float = 0.18
-    reverb_seconds: float = 1.6
-    lowpass_hz: float | None = None
-    wow: float = 0.0  # depth of tape wow in milliseconds of delay modulation
-    crackle: float = 0.0  # vinyl crackle level, 0..1
-    hiss: float = 0.0  # tape hiss level, 0..1
-    rain: float = 0.0  # rain texture level, 0..1
-    saturation: float = 0.0  # soft tape saturation drive, 0..1
-
-
-@dataclass(frozen=True)
-class Voice:
-    """One instrument part of a style: a GM program and how it plays."""
-
-    program: int
-    kind: str  # chords: sustain|stab|pulse|lofi|charleston|broken; lead: arp8|arp16|melody
-    volume: int = 100  # MIDI CC7
-    low: int = 55  # register for chord voicings / melodies
-    high: int = 76
-
-
-@dataclass(frozen=True)
-class Style:
-    """A musical recipe the keywords of a prompt select."""
-
-    name: str
-    bpm: tuple[int, int]
-    modes: tuple[str, ...]
-    major_progressions: tuple[tuple[int, ...], ...]
-    minor_progressions: tuple[tuple[int, ...], ...]
-    chords: Voice | None
-    bass: Voice | None  # kind: sustain|pulse|offbeat|lofi|walking|pop|octaves
-    lead: Voice | None
-    pad: Voice | None = None
-    drums: str | None = None  # pattern name, None for no drums
-    drum_kit: int = 0  # GM2/GS drum kit program in bank 128 (0 standard, 25 TR-808 ...)
-    drum_volume: int = 104  # MIDI CC7 of the drum channel
-    beats_per_chord: int = 4
-    sevenths: bool = False
-    swing: float = 0.5  # position of the off-beat eighth within a beat (0.5 straight)
-    humanize: float = 1.0
-    fx: Fx = field(default_factory=Fx)
-
-
-MAJOR_POP = ((0, 4, 5, 3), (0, 5, 3, 4), (3, 0, 4, 5), (0, 3, 5, 4), (5, 3, 0, 4))
-MINOR_POP = ((0, 5, 2, 6), (0, 3, 5, 4), (0, 6, 5, 6), (5, 6, 0, 0), (0, 5, 3, 4))
-JAZZ_MAJOR = ((1, 4, 0, 5), (0, 5, 1, 4), (2, 5, 1, 4), (3, 2, 1, 0))
-JAZZ_MINOR = ((3, 6, 2, 5), (0, 3, 6, 2), (1, 4, 0, 0))
-AMBIENT_MAJOR = ((0, 3), (0, 5, 3, 0), (3, 0, 4, 0), (0, 2, 3, 3))
-AMBIENT_MINOR = ((0, 5), (0, 3, 5, 6), (5, 3, 0, 0), (0, 6, 5, 3))
-
-STYLES: dict[str, Style] = {
-    s.name: s
-    for s in (
-        Style(
-            "ambient",
-            (68, 76),
-            ("major", "minor"),
-            AMBIENT_MAJOR,
-            AMBIENT_MINOR,
-            chords=Voice(89, "sustain", 84, 52, 72),
-            bass=Voice(48, "sustain", 90),
-            lead=Voice(46, "arp8", 110, 64, 86),
-            pad=Voice(49, "sustain", 73, 60, 79),
-            beats_per_chord=8,
-            sevenths=True,
-            humanize=0.6,
-            fx=Fx(reverb_mix=0.42, reverb_seconds=4.5, lowpass_hz=9000, hiss=0.15),
-        ),
-        Style(
-            "lofi",
-            (72, 86),
-            ("major", "dorian"),
-            JAZZ_MAJOR,
-            JAZZ_MINOR,
-            chords=Voice(4, "lofi", 57, 53, 72),
-            bass=Voice(33, "lofi", 75),
-            lead=Voice(11, "melody", 107, 67, 84),
-            drums="lofi",
-            drum_volume=120,
-            swing=0.62,
-            sevenths=True,
-            humanize=1.4,
-            fx=Fx(
-                reverb_mix=0.16,
-                reverb_seconds=1.3,
-                lowpass_hz=4200,
-                wow=1.6,
-                crackle=0.6,
-                hiss=0.35,
-                saturation=0.35,
-            ),
-        ),
-        Style(
-            "chill",
-            (80, 94),
-            ("major", "dorian"),
-            JAZZ_MAJOR,
-            JAZZ_MINOR,
-            chords=Voice(4, "broken", 58, 55, 74),
-            bass=Voice(33, "pop", 68),
-            lead=Voice(12, "melody", 71, 67, 84),
-            pad=Voice(89, "sustain", 45, 55, 74),
-            drums="chill",
-            drum_volume=95,
-            swing=0.56,
-            sevenths=True,
-            fx=Fx(reverb_mix=0.22, reverb_seconds=2.0, lowpass_hz=7500, hiss=0.1),
-        ),
-        Style(
-            "techno",
-            (125, 130),
-            ("minor",),
-            ((0, 0, 5, 6),),
-            ((0, 0, 5, 6), (0, 0, 3, 4)),
-            chords=Voice(81, "stab", 120, 57, 72),
-            bass=Voice(38, "offbeat", 91),
-            lead=Voice(87, "arp16", 86, 60, 79),
-            pad=Voice(90, "sustain", 90, 55, 72),
-            drums="techno",
-            drum_volume=56,
-            drum_kit=25,
-            humanize=0.3,
-            fx=Fx(reverb_mix=0.14, reverb_seconds=1.4),
-        ),
-        Style(
-            "jazz",
-            (96, 132),
-            ("major",),
-            JAZZ_MAJOR,
-            JAZZ_MINOR,
-            chords=Voice(0, "charleston", 79, 52, 71),
-            bass=Voice(32, "walking", 54),
-            lead=Voice(66, "melody", 54, 62, 80),
-            drums="jazz",
-            drum_volume=100,
-            drum_kit=32,
-            swing=0.66,
-            sevenths=True,
-            humanize=1.3,
-            fx=Fx(reverb_mix=0.14, reverb_seconds=1.5),
-        ),
-        Style(
-            "cinematic",
-            (70, 90),
-            ("minor",),
-            ((0, 3, 5, 4),),
-            MINOR_POP,
-            chords=Voice(48, "pulse", 79, 50, 70),
-            bass=Voice(43, "octaves", 105),
-            lead=Voice(60, "melody", 61, 58, 77),
-            pad=Voice(52, "sustain", 66, 60, 76),
-            drums="cinematic",
-            drum_volume=100,
-            drum_kit=48,
-            fx=Fx(reverb_mix=0.3, reverb_seconds=3.0),
-        ),
-        Style(
-            "chiptune",
-            (132, 150),
-            ("major", "minor"),
-            MAJOR_POP,
-            MINOR_POP,
-            chords=None,
-            bass=Voice(81, "octaves", 120),
-            lead=Voice(80, "arp16", 80, 60, 84),
-            pad=Voice(80, "melody", 65, 72, 88),
-            drums="chiptune",
-            drum_volume=61,
-            drum_kit=25,
-            humanize=0.0,
-            fx=Fx(reverb_mix=0.06, reverb_seconds=0.6),
-        ),
-        Style(
-            "piano",
-            (72, 92),
-            ("major", "minor"),
-            MAJOR_POP,
-            MINOR_POP,
-            chords=Voice(0, "broken", 94, 43, 64),
-            bass=None,
-            lead=Voice(0, "melody", 120, 64, 84),
-            sevenths=False,
-            humanize=1.2,
-            fx=Fx(reverb_mix=0.22, reverb_seconds=2.2),
-        ),
-        Style(
-            "rain",
-            (66, 78),
-            ("minor", "major"),
-            AMBIENT_MAJOR + MAJOR_POP,
-            MINOR_POP,
-            chords=Voice(0, "broken", 105, 45, 66),
-            bass=None,
-            lead=Voice(0, "melody", 120, 64, 82),
-            pad=Voice(49, "sustain", 50, 55, 72),
-            sevenths=True,
-            humanize=1.2,
-            fx=Fx(reverb_mix=0.3, reverb_seconds=2.6, lowpass_hz=8000, rain=0.7),
-        ),
-        Style(
-            "synthwave",
-            (96, 112),
-            ("minor",),
-            MAJOR_POP,
-            MINOR_POP,
-            chords=Voice(90, "sustain", 120, 55, 74),
-            bass=Voice(38, "pulse", 100),
-            lead=Voice(81, "arp16", 110, 64, 84),
-            pad=Voice(62, "stab", 101, 60, 76),
-            drums="synthwave",
-            drum_volume=75,
-            drum_kit=25,
-            humanize=0.4,
-            fx=Fx(reverb_mix=0.26, reverb_seconds=2.4),
-        ),
-        Style(
-            "morning",
-            (92, 108),
-            ("major", "mixolydian"),
-            MAJOR_POP,
-            MINOR_POP,
-            chords=Voice(25, "broken", 68, 52, 71),
-            bass=Voice(32, "pop", 72),
-            lead=Voice(73, "melody", 57, 67, 86),
-            drums="morning",
-            drum_volume=100,
-            fx=Fx(reverb_mix=0.18, reverb_seconds=1.6),
-        ),
-        Style(
-            "focus",
-            (84, 96),
-            ("dorian", "major"),
-            AMBIENT_MAJOR,
-            AMBIENT_MINOR,
-            chords=Voice(4, "sustain", 48, 53, 72),
-            bass=Voice(33, "sustain", 67),
-            lead=Voice(12, "arp8", 53, 62, 80),
-            pad=Voice(89, "sustain", 37, 57, 74),
-            drums="focus",
-            drum_volume=80,
-            sevenths=True,
-            humanize=0.7,
-            fx=Fx(reverb_mix=0.24, reverb_seconds=2.2, lowpass_hz=8000),
-        ),
-        Style(
-            "evening",
-            (76, 88),
-            ("major", "dorian"),
-            JAZZ_MAJOR,
-            JAZZ_MINOR,
-            chords=Voice(4, "charleston", 40, 52, 72),
-            bass=Voice(32, "lofi", 51),
-            lead=Voice(11, "melody", 61, 64, 82),
-            drums="brush",
-            drum_volume=85,
-            drum_kit=40,
-            swing=0.62,
-            sevenths=True,
-            humanize=1.2,
-            fx=Fx(reverb_mix=0.22, reverb_seconds=1.9, lowpass_hz=9000),
-        ),
-        Style(
-            "night",
-            (64, 74),
-            ("minor", "dorian"),
-            AMBIENT_MAJOR,
-            AMBIENT_MINOR,
-            chords=Voice(89, "sustain", 65, 50, 70),
-            bass=Voice(33, "sustain", 78),
-            lead=Voice(0, "melody", 120, 62, 80),
-            pad=Voice(8, "arp8", 58, 67, 86),
-            beats_per_chord=8,
-            sevenths=True,
-            humanize=0.8,
-            fx=Fx(reverb_mix=0.36, reverb_seconds=3.6, lowpass_hz=7000, hiss=0.1),
-        ),
-    )
-}
-
-# Keyword stems in priority order: genres win over moods, so "rainy lofi" is lofi (with
-# rain), and "jazz at night" is jazz.
-KEYWORDS: tuple[tuple[str, str], ...] = (
-    ("techno", "techno"),
-    ("house", "techno"),
-    ("edm", "techno"),
-    ("trance", "techno"),
-    ("chiptune", "chiptune"),
-    ("8bit", "chiptune"),
-    ("8-bit", "chiptune"),
-    ("retro game", "chiptune"),
-    ("nes", "chiptune"),
-    ("arcade", "chiptune"),
-    ("synthwave", "synthwave"),
-    ("retrowave", "synthwave"),
-    ("outrun", "synthwave"),
-    ("80s", "synthwave"),
-    ("jazz", "jazz"),
-    ("swing", "jazz"),
-    ("bebop", "jazz"),
-    ("lofi", "lofi"),
-    ("lo-fi", "lofi"),
-    ("lo fi", "lofi"),
-    ("hiphop", "lofi"),
-    ("hip hop", "lofi"),
-    ("cinematic", "cinematic"),
-    ("orchestra", "cinematic"),
-    ("epic", "cinematic"),
-    ("film", "cinematic"),
-    ("trailer", "cinematic"),
-    ("ambient", "ambient"),
-    ("drone", "ambient"),
-    ("meditat", "ambient"),
-    ("space", "ambient"),
-    ("piano", "piano"),
-    ("classical", "piano"),
-    ("morning", "morning"),
-    ("sunrise", "morning"),
-    ("acoustic", "morning"),
-    ("guitar", "morning"),
-    ("focus", "focus"),
-    ("study", "focus"),
-    ("work", "focus"),
-    ("concentrat", "focus"),
-    ("evening", "evening"),
-    ("lounge", "evening"),
-    ("sunset", "evening"),
-    ("night", "night"),
-    ("sleep", "night"),
-    ("dream", "night"),
-    ("rain", "rain"),
-    ("storm", "rain"),
-    ("chill", "chill"),
-    ("relax", "chill"),
-    ("calm", "chill"),
+from .drums import drums as drum_part
+from .prompt import Spec, normalize_prompt, parse, stable_hash
+from .sections import Section, section_for
+from .styles import (
+    DEFAULT_STYLES,
+    DRUM_CHANNEL,
+    MINOR_LIKE,
+    MODES,
+    PITCH_NAMES,
+    STYLES,
+    Fx,
+    Style,
+    Voice,
 )
-# Unknown prompts land on one of these, the styles that are pleasant without a hint.
-DEFAULT_STYLES = ("chill", "lofi", "ambient", "piano", "focus", "evening", "morning")
 
-DARK_WORDS = ("dark", "sad", "melanchol", "moody", "minor", "gloomy", "mysterious", "tense")
-BRIGHT_WORDS = ("happy", "bright", "sunny", "uplift", "cheer", "joy", "major", "summer")
-FAST_WORDS = ("fast", "energetic", "upbeat", "dance", "driving", "intense")
-SLOW_WORDS = ("slow", "calm", "sleep", "gentle", "soft", "peaceful", "lazy")
+__all__ = [
+    "DEFAULT_STYLES",
+    "DRUM_CHANNEL",
+    "MINOR_LIKE",
+    "MODES",
+    "STYLES",
+    "Fx",
+    "NoteEvent",
+    "Part",
+    "Score",
+    "Style",
+    "Voice",
+    "choose_style",
+    "compose",
+    "normalize_prompt",
+    "stable_hash",
+]
+
+# Short names for the programs the composer uses, for the sidecar's `music` facts.
+GM_FAMILIES = (
+    "piano", "chromatic percussion", "organ", "guitar", "bass", "strings", "ensemble",
+    "brass", "reed", "pipe", "synth lead", "synth pad", "synth effects", "ethnic",
+    "percussive", "sound effects",
+)  # fmt: skip
+GM_NAMES = {
+    0: "piano", 4: "electric piano", 6: "harpsichord", 8: "celesta", 9: "glockenspiel",
+    10: "music box", 11: "vibraphone", 12: "marimba", 14: "bells", 16: "organ",
+    19: "church organ", 21: "accordion", 22: "harmonica", 24: "nylon guitar",
+    25: "acoustic guitar", 26: "jazz guitar", 27: "electric guitar", 28: "muted guitar",
+    29: "overdriven guitar", 30: "distorted guitar", 32: "upright bass", 33: "electric bass",
+    34: "picked bass", 36: "slap bass", 38: "synth bass", 40: "violin", 41: "viola",
+    42: "cello", 43: "contrabass", 46: "harp", 48: "strings", 49: "slow strings",
+    52: "choir", 56: "trumpet", 57: "trombone", 60: "french horn", 61: "brass",
+    62: "synth brass", 66: "tenor sax", 68: "oboe", 71: "clarinet", 73: "flute",
+    80: "square lead", 81: "saw lead", 87: "bass lead", 88: "fantasia pad", 89: "warm pad",
+    90: "polysynth pad", 91: "choir pad", 95: "sweep pad", 98: "crystal", 104: "sitar",
+    105: "banjo", 108: "kalimba", 114: "steel drums",
+}  # fmt: skip
+
+
+def program_name(program: int) -> str:
+    return GM_NAMES.get(program, GM_FAMILIES[program // 8])
 
 
 @dataclass(frozen=True)
@@ -392,7 +87,7 @@ class Part:
 
 @dataclass(frozen=True)
 class NoteEvent:
-    """One note: times in seconds from the start of the clip."""
+    """One note: times in seconds from the start of the clip (negative in the pre-roll)."""
 
     start: float
     duration: float
@@ -407,13 +102,17 @@ class Score:
 
     style: str
     bpm: float
-    tonic: int  # pitch class 0..11
+    tonic: int  # pitch class 0..11 of this clip's key (its section's)
     mode: str
     parts: tuple[Part, ...]
     notes: tuple[NoteEvent, ...]
     fx: Fx
     seconds: float
     chords: tuple[tuple[int, ...], ...]  # the progression as chord pitch-class sets
+    chord_times: tuple[float, ...] = ()  # start of each chord, seconds from the clip start
+    preroll: float = 0.0  # seconds of music before the clip, played only to fill the reverb
+    section: str = "A"
+    music: dict = field(default_factory=dict)  # facts for the loop's sidecar
 
     @property
     def key_name(self) -> str:
@@ -423,48 +122,15 @@ class Score:
     def scale(self) -> frozenset[int]:
         return frozenset((self.tonic + i) % 12 for i in MODES[self.mode])
 
-
-def stable_hash(text: str) -> int:
-    """A stable hash: Python's hash() is salted per process, this one is not."""
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-
-
-def normalize_prompt(prompt: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9\-]+", prompt.lower()))
-
-
-def _has(text: str, stems: tuple[str, ...]) -> bool:
-    return any(re.search(r"(?<![a-z0-9])" + re.escape(s), text) for s in stems)
+    def from_preroll(self) -> Score:
+        """The same score with times counted from the start of the pre-roll (to render)."""
+        notes = tuple(replace(n, start=n.start + self.preroll) for n in self.notes)
+        return replace(self, notes=notes, seconds=self.seconds + self.preroll, preroll=0.0)
 
 
 def choose_style(prompt: str) -> Style:
-    """The style a prompt asks for: its highest-priority keyword, else a stable hash."""
-    text = normalize_prompt(prompt)
-    for stem, name in KEYWORDS:
-        if re.search(r"(?<![a-z0-9])" + re.escape(stem), text):
-            return STYLES[name]
-    return STYLES[DEFAULT_STYLES[stable_hash(text) % len(DEFAULT_STYLES)]]
-
-
-def _adjust_style(style: Style, text: str) -> Style:
-    """Modifier words: rain and vinyl textures, darker or brighter, faster or slower."""
-    fx = style.fx
-    if _has(text, ("rain", "storm")) and fx.rain == 0:
-        fx = replace(fx, rain=0.55)
-    if _has(text, ("vinyl", "tape", "dusty", "lofi", "lo-fi")) and fx.crackle == 0:
-        fx = replace(fx, crackle=0.5, hiss=max(fx.hiss, 0.25))
-    modes = style.modes
-    if _has(text, DARK_WORDS):
-        modes = tuple(m for m in modes if m in MINOR_LIKE) or ("minor",)
-    elif _has(text, BRIGHT_WORDS):
-        modes = tuple(m for m in modes if m not in MINOR_LIKE) or ("major",)
-    lo, hi = style.bpm
-    if style.name != "techno":  # techno's tempo is part of its definition
-        if _has(text, FAST_WORDS):
-            lo, hi = round(lo * 1.12), round(hi * 1.12)
-        elif _has(text, SLOW_WORDS):
-            lo, hi = round(lo * 0.9), round(hi * 0.9)
-    return replace(style, fx=fx, modes=modes, bpm=(lo, hi))
+    """The style a prompt asks for (see prompt.py for how)."""
+    return parse(prompt).style
 
 
 def _chord_pcs(tonic: int, mode: str, degree: int, sevenths: bool) -> tuple[int, ...]:
@@ -507,65 +173,9 @@ def _near(pc: int, target: float, low: int, high: int) -> int:
     return min(candidates, key=lambda p: abs(p - target))
 
 
-# Drum patterns: instrument -> list of (sixteenth step in a bar, velocity).
-DRUMS: dict[str, dict[int, list[tuple[int, int]]]] = {
-    "techno": {
-        KICK: [(0, 118), (4, 118), (8, 118), (12, 118)],
-        CLAP: [(4, 92), (12, 96)],
-        OPEN_HAT: [(2, 78), (6, 80), (10, 78), (14, 82)],
-        CLOSED_HAT: [(s, 44 + 14 * (s % 2 == 0)) for s in range(16)],
-    },
-    "lofi": {
-        KICK: [(0, 100), (7, 70), (10, 92)],
-        SNARE: [(4, 84), (12, 88)],
-        CLOSED_HAT: [(s, 56 if s % 4 == 0 else 42) for s in range(0, 16, 2)],
-    },
-    "chill": {
-        KICK: [(0, 96), (6, 64), (8, 90)],
-        RIM: [(4, 70), (12, 74)],
-        SHAKER: [(s, 46 if s % 2 else 58) for s in range(16)],
-    },
-    "jazz": {
-        RIDE: [(0, 76), (4, 88), (6, 60), (8, 78), (12, 90), (14, 62)],
-        PEDAL_HAT: [(4, 62), (12, 64)],
-        KICK: [(0, 50), (8, 44)],
-    },
-    "brush": {
-        SNARE: [(0, 40), (4, 58), (6, 36), (8, 42), (12, 60), (14, 38)],
-        KICK: [(0, 56), (8, 48)],
-        PEDAL_HAT: [(4, 50), (12, 52)],
-    },
-    "cinematic": {
-        KICK: [(0, 96), (8, 84)],
-        LOW_TOM: [(12, 70), (14, 82)],
-        MID_TOM: [(4, 60), (6, 64)],
-    },
-    "chiptune": {
-        KICK: [(0, 110), (6, 96), (8, 108)],
-        SNARE: [(4, 100), (12, 104)],
-        CLOSED_HAT: [(s, 64 if s % 4 == 0 else 50) for s in range(0, 16, 2)],
-    },
-    "synthwave": {
-        KICK: [(0, 112), (4, 100), (8, 112), (12, 100)],
-        SNARE: [(4, 104), (12, 108)],
-        CLOSED_HAT: [(s, 60 if s % 4 == 2 else 40) for s in range(16)],
-    },
-    "morning": {
-        KICK: [(0, 96), (8, 86), (10, 70)],
-        SNARE: [(4, 80), (12, 84)],
-        SHAKER: [(s, 58 if s % 4 == 2 else 42) for s in range(0, 16, 2)],
-    },
-    "focus": {
-        KICK: [(0, 84), (8, 74)],
-        RIM: [(4, 56), (12, 60)],
-        SHAKER: [(s, 40 if s % 2 else 52) for s in range(16)],
-    },
-}
-
-
 @dataclass
 class _Builder:
-    """Accumulates notes with the style's timing grid and humanization."""
+    """Accumulates notes with the style's timing grid, humanization and density."""
 
     rng: np.random.Generator
     bpm: float
@@ -573,6 +183,8 @@ class _Builder:
     humanize: float
     offset: float
     seconds: float
+    density: float = 1.0
+    velocity_shift: int = 0
     notes: list[NoteEvent] = field(default_factory=list)
 
     @property
@@ -601,7 +213,10 @@ class _Builder:
         velocity: float,
         jitter_ms: float = 8.0,
         tight: bool = False,
+        optional: bool = False,
     ) -> None:
+        if optional and self.density < 1.0 and self.rng.random() > self.density:
+            return  # sparser sections leave out what the music can do without
         start = self.time(beats)
         end = self.time(beats + length)
         if not tight and self.humanize > 0:
@@ -610,43 +225,228 @@ class _Builder:
         start = max(start, 0.0)
         if start >= self.seconds:
             return
-        vel = int(np.clip(round(velocity), 1, 127))
+        vel = int(np.clip(round(velocity + self.velocity_shift), 1, 127))
         self.notes.append(NoteEvent(start, max(end - start, 0.03), int(pitch), vel, part))
 
+    def add_at(self, part: int, pitch: int, start: float, seconds: float, velocity: float) -> None:
+        """A note at a time in seconds, off the beat grid (ambient layers on own timers)."""
+        if start >= self.seconds or start + seconds <= 0:
+            return
+        vel = int(np.clip(round(velocity + self.velocity_shift), 1, 127))
+        begin = max(start, 0.0)
+        self.notes.append(NoteEvent(begin, start + seconds - begin, int(pitch), vel, part))
 
-def compose(prompt: str, seconds: float, seed: int) -> Score:
-    """Compose `seconds` of music for a prompt; same prompt and seed, same score."""
-    text = normalize_prompt(prompt)
-    style = _adjust_style(choose_style(prompt), text)
-    identity = stable_hash(text)  # fixed per prompt: key, tempo, mode
-    rng = np.random.default_rng([identity & 0xFFFFFFFF, seed & 0xFFFFFFFF, 1])
 
+# --- choosing the parts ---------------------------------------------------------------------
+
+STAND_INS = {"chords": (4, 0, 26, 48, 89), "lead": (73, 11, 66, 81, 40)}
+SUSTAINED_PROGRAMS = set(range(40, 56)) | set(range(56, 80)) | set(range(88, 96)) | {16, 19, 21}
+
+
+def _kind_for(role: str, program: int, style: Style) -> str:
+    if role == "chords":
+        if program in SUSTAINED_PROGRAMS:
+            return "sustain"
+        if 24 <= program < 32:
+            return "strum" if program in (24, 25) else "power" if program >= 29 else "broken"
+        return "broken"
+    if role == "lead":
+        return "phase" if style.drift else "melody"
+    if role == "bass":
+        return style.bass.kind if style.bass is not None else "pop"
+    return "sustain"
+
+
+def _voices(spec: Spec, section: Section) -> dict[str, Voice]:
+    """The parts of this clip: the style's, with the prompt's instruments honoured."""
+    style = spec.style
+    slots: dict[str, Voice | None] = {
+        "chords": style.chords,
+        "pad": style.pad,
+        "lead": style.lead,
+        "bass": style.bass,
+    }
+    named = list(spec.instruments)
+    if spec.only and named:
+        # Nothing but what is named: the first instrument plays the harmony and the
+        # tune, the others a part each.
+        slots = {"chords": None, "pad": None, "lead": None, "bass": None}
+        first = named[0]
+        if first.role == "bass":
+            slots["bass"] = Voice(first.program, "walking", 100)
+        else:
+            chord_kind = _kind_for("chords", first.program, style)
+            slots["chords"] = Voice(first.program, chord_kind, 96, 48, 67)
+            slots["lead"] = Voice(first.program, "melody", 104, 64, 84)
+        named = named[1:]
+    used: set[str] = set()
+    named_programs = {i.program for i in spec.instruments}
+    preference = {
+        "chords": ("chords", "pad", "lead"),
+        "lead": ("lead", "pad", "chords"),
+        "pad": ("pad", "chords", "lead"),
+        "bass": ("bass",),
+    }
+    extras: list[Voice] = []
+    for inst in named:
+        if any(v is not None and v.program == inst.program for v in slots.values()):
+            continue  # the style already plays it
+        for role in preference[inst.role]:
+            old = slots[role]
+            if role in used or (old is not None and old.program in named_programs):
+                continue
+            if old is None and role != inst.role and not spec.only:
+                continue  # do not invent a second part for it when its own is free later
+            kind = _kind_for(role, inst.program, style)
+            if old is not None and role != "bass":
+                kind = old.kind if _kind_fits(old.kind, inst.program) else kind
+            low, high = (old.low, old.high) if old is not None else _register(role)
+            volume = old.volume if old is not None else 96
+            slots[role] = Voice(inst.program, kind, volume, low, high)
+            used.add(role)
+            break
+        else:
+            extras.append(Voice(inst.program, _kind_for(inst.role, inst.program, style), 90))
+    for i, v in enumerate(extras[:2]):
+        slots[f"extra{i}"] = v
+    if spec.density > 1.1 and slots.get("pad") is None and not spec.only:
+        slots["pad"] = Voice(89, "sustain", 60, 55, 74)
+    # Refusals: "without piano" takes out every part playing a piano; the harmony and the
+    # tune pass to an instrument that was not refused.
+    for role, v in list(slots.items()):
+        if v is not None and v.program in spec.excluded_programs:
+            stand_ins = [p for p in STAND_INS.get(role, ()) if p not in spec.excluded_programs]
+            slots[role] = None
+            if stand_ins and not spec.only:
+                p = stand_ins[0]
+                kind = v.kind if _kind_fits(v.kind, p) else _kind_for(role, p, style)
+                slots[role] = replace(v, program=p, kind=kind)
+    if spec.no_bass:
+        slots["bass"] = None
+    voices = {r: v for r, v in slots.items() if v is not None}
+    # Sections rest some layers, but never the whole harmony, and never a named part.
+    resting = {r for r in section.silent if r in voices and voices[r].program not in named_programs}
+    if spec.only:
+        resting = {r for r in resting if r == "lead"} if len(voices) > 1 else set()
+    if set(voices) - resting - {"drums"}:
+        for r in resting:
+            voices.pop(r, None)
+    shift = spec.register_shift
+    if shift:
+        voices = {
+            r: replace(v, low=max(v.low + shift, 28), high=min(v.high + shift, 100))
+            if r != "bass"
+            else v
+            for r, v in voices.items()
+        }
+    return voices
+
+
+def _kind_fits(kind: str, program: int) -> bool:
+    """Whether an instrument can play a part written for another (pads do not pluck)."""
+    sustained = program in SUSTAINED_PROGRAMS
+    if kind in ("sustain", "pulse"):
+        return True
+    if kind == "phase":
+        return True
+    if kind in ("melody", "arp8", "arp16"):
+        return True
+    return not sustained
+
+
+def _register(role: str) -> tuple[int, int]:
+    return {"chords": (50, 70), "pad": (55, 74), "lead": (64, 84)}.get(role, (55, 76))
+
+
+def _piece(spec: Spec) -> tuple[int, str, float]:
+    """The piece's home key, mode and tempo: fixed for every clip of the prompt."""
+    style = spec.style
+    identity = spec.identity
+    modes = style.modes
+    if spec.dark:
+        modes = tuple(m for m in modes if m in MINOR_LIKE) or ("minor",)
+    elif spec.bright:
+        modes = tuple(m for m in modes if m not in MINOR_LIKE) or ("major",)
     tonic = identity % 12
-    mode = style.modes[(identity >> 8) % len(style.modes)]
+    mode = modes[(identity >> 8) % len(modes)]
+    if spec.bpm is not None:
+        return tonic, mode, float(spec.bpm)
     lo, hi = style.bpm
     bpm = lo + ((identity >> 16) % 1000) / 999 * (hi - lo)
-    # Clips of one prompt vary a hair in tempo, never out of the family.
-    bpm = round(bpm * (1 + rng.uniform(-0.012, 0.012)), 2)
-    if style.name == "techno":
-        bpm = float(np.clip(bpm, 125, 130))
+    if not style.fixed_tempo:
+        bpm *= spec.tempo_scale
+    return tonic, mode, round(bpm, 2)
+
+
+def _fx(spec: Spec) -> Fx:
+    fx = spec.style.fx
+    if "rain" in spec.textures and fx.rain == 0:
+        fx = replace(fx, rain=0.55)
+    if "vinyl" in spec.textures and fx.crackle == 0:
+        fx = replace(fx, crackle=0.5, hiss=max(fx.hiss, 0.25))
+    if spec.dreamy:
+        fx = replace(
+            fx,
+            reverb_mix=min(fx.reverb_mix + 0.12, 0.55),
+            reverb_seconds=fx.reverb_seconds * 1.4,
+            lowpass_hz=min(fx.lowpass_hz or 20000, 8000),
+        )
+    return fx
+
+
+def compose(prompt: str, seconds: float, seed: int, clip: int | None = None) -> Score:
+    """Compose clip number `clip` of a prompt's piece; same arguments, same score.
+
+    `clip` None derives the position in the form from the seed (callers that make a
+    series of clips pass 0, 1, 2, ...).
+    """
+    spec = parse(prompt)
+    if clip is None:
+        clip = seed % 24
+    style = spec.style
+    identity = spec.identity
+    id32 = identity & 0xFFFFFFFF
+    home_tonic, home_mode, bpm = _piece(spec)
+    section = section_for(clip, home_tonic, home_mode, style.drift, identity)
+    tonic, mode = section.tonic, section.mode
+    rng = np.random.default_rng([id32, seed & 0xFFFFFFFF, 1])  # this take
+    srng = np.random.default_rng([id32, section.progression, 7])  # this section's material
 
     minor = mode in MINOR_LIKE
     progressions = style.minor_progressions if minor else style.major_progressions
-    progression = progressions[int(rng.integers(len(progressions)))]
+    progression = progressions[((identity >> 20) + section.progression) % len(progressions)]
     # Start somewhere inside the progression: clips are excerpts, not intros.
-    rotate = int(rng.integers(len(progression))) if len(progression) > 2 else 0
+    rotate = int(rng.integers(len(progression)))
     progression = progression[rotate:] + progression[:rotate]
 
-    offset = float(rng.uniform(0.0, 0.12))
-    b = _Builder(rng, bpm, style.swing, style.humanize, offset, seconds)
-    total_beats = int(np.ceil((seconds - offset) / b.beat)) + 1
+    fx = _fx(spec)
+    beat = 60.0 / bpm
     chord_beats = style.beats_per_chord
+    # Music before the clip, so the reverb is already full at its first sample.
+    pre_chords = int(np.ceil(min(fx.reverb_seconds, 4.0) * 0.8 / (chord_beats * beat)))
+    pre_beats = pre_chords * chord_beats
+    preroll = pre_beats * beat
+    offset = float(rng.uniform(0.0, 0.12))
+    b = _Builder(
+        rng,
+        bpm,
+        style.swing,
+        style.humanize,
+        offset,
+        seconds + preroll,
+        density=min(spec.density * section.density, 1.0),
+        velocity_shift=spec.velocity_shift,
+    )
+    total_beats = int(np.ceil((seconds + preroll - offset) / beat)) + 1
     n_chords = int(np.ceil(total_beats / chord_beats))
+    # Chord i of the list starts at beat i * chord_beats; the clip starts at pre_beats.
+    start_index = (-pre_chords) % len(progression)
     chords = [
-        _chord_pcs(tonic, mode, progression[i % len(progression)], style.sevenths)
+        _chord_pcs(tonic, mode, progression[(i + start_index) % len(progression)], style.sevenths)
         for i in range(n_chords)
     ]
 
+    voices = _voices(spec, section)
     parts: list[Part] = []
 
     def new_part(name: str, voice: Voice) -> int:
@@ -654,27 +454,63 @@ def compose(prompt: str, seconds: float, seed: int) -> Score:
         parts.append(Part(name, voice.program, channel, voice.volume))
         return len(parts) - 1
 
-    for role, voice in (("chords", style.chords), ("pad", style.pad)):
+    clip_start = clip * seconds - preroll  # where this clip's pre-roll sits in the piece
+    for role in ("chords", "pad", "extra0", "extra1", "bass", "lead"):
+        voice = voices.get(role)
         if voice is None:
             continue
         idx = new_part(role, voice)
-        if voice.kind in ("arp8", "arp16", "melody"):
-            _lead(b, idx, voice, chords, chord_beats, total_beats, tonic, mode)
+        if role == "bass":
+            _bass(b, idx, voice, chords, chord_beats, tonic, mode)
+        elif voice.kind == "phase":
+            _phase(b, idx, voice, tonic, mode, identity, clip_start)
+        elif voice.kind in ("arp8", "arp16", "melody"):
+            _lead(b, idx, voice, chords, chord_beats, total_beats, tonic, mode, srng)
         else:
-            _comp(b, idx, voice, chords, chord_beats, role == "pad")
-    if style.bass is not None:
-        idx = new_part("bass", style.bass)
-        _bass(b, idx, style.bass, chords, chord_beats, tonic, mode)
-    if style.lead is not None:
-        idx = new_part("lead", style.lead)
-        _lead(b, idx, style.lead, chords, chord_beats, total_beats, tonic, mode)
-    if style.drums is not None:
-        parts.append(Part("drums", style.drum_kit, DRUM_CHANNEL, style.drum_volume, bank=128))
-        _drums(b, len(parts) - 1, style.drums, total_beats)
+            _comp(b, idx, voice, chords, chord_beats, role != "chords", srng)
+    drums = style.drums
+    if spec.no_drums or "drums" in section.silent:
+        drums = None
+    if drums is not None:
+        volume = max(
+            style.drum_volume + (spec.velocity_shift if spec.velocity_shift < 0 else 0), 30
+        )
+        parts.append(Part("drums", style.drum_kit, DRUM_CHANNEL, volume, bank=128))
+        drum_part(b, len(parts) - 1, drums, total_beats, pre_beats)
 
-    notes = tuple(sorted(b.notes, key=lambda n: (n.start, n.part, n.pitch)))
+    notes = tuple(
+        sorted(
+            (replace(n, start=n.start - preroll) for n in b.notes),
+            key=lambda n: (n.start, n.part, n.pitch),
+        )
+    )
+    chord_times = tuple(offset + (i * chord_beats - pre_beats) * beat for i in range(n_chords))
+    key = f"{PITCH_NAMES[tonic]} {mode}"
+    music = {
+        "style": style.name,
+        "key": key,
+        "home_key": f"{PITCH_NAMES[home_tonic]} {home_mode}",
+        "tempo": bpm,
+        "instruments": sorted({program_name(p.program) for p in parts if p.bank != 128}),
+        "drums": drums is not None,
+        "section": section.name,
+        "clip": clip,
+        "matched": spec.matched,
+    }
     return Score(
-        style.name, bpm, tonic, mode, tuple(parts), notes, style.fx, seconds, tuple(chords)
+        style.name,
+        bpm,
+        tonic,
+        mode,
+        tuple(parts),
+        notes,
+        fx,
+        seconds,
+        tuple(chords),
+        chord_times,
+        preroll,
+        section.name,
+        music,
     )
 
 
@@ -685,11 +521,12 @@ def _comp(
     chords: list[tuple[int, ...]],
     chord_beats: int,
     quiet: bool,
+    srng: np.random.Generator,
 ) -> None:
     """Chord instrument: voice-led voicings in the style's comping rhythm."""
     previous = None
     vel = 62 if quiet else 74
-    pattern = int(b.rng.integers(3))
+    pattern = int(srng.integers(3))
     for i, pcs in enumerate(chords):
         voicing = _voice(pcs, voice.low, voice.high, previous)
         previous = voicing
@@ -699,7 +536,9 @@ def _comp(
             for k, p in enumerate(voicing):
                 b.add(part, p, t0 + 0.02 * k, chord_beats * 0.98, vel - 4 * k)
         elif kind == "stab":
-            steps = ((0.5, 1.5, 2.5, 3.5), (0.5, 1.75, 2.5), (0.75, 1.5, 3.0, 3.5))[pattern]
+            # An off-beat in every beat: sparser stabs read as a 3-against-4 to the ear and
+            # to beat trackers.
+            steps = ((0.5, 1.5, 2.5, 3.5), (0.5, 1.75, 2.5, 3.5), (0.5, 1.5, 2.75, 3.5))[pattern]
             for bar in range(chord_beats // 4):
                 for s in steps:
                     for p in voicing:
@@ -734,7 +573,47 @@ def _comp(
                 for e, idx in enumerate(figure):
                     p = tones[idx % len(tones)]
                     accent = 12 if e % 2 == 0 else 0
-                    b.add(part, p, t0 + 4 * bar + e / 2, 1.6, vel - 10 + accent)
+                    b.add(part, p, t0 + 4 * bar + e / 2, 1.6, vel - 10 + accent, optional=e % 2)
+        elif kind == "power":
+            # Root, fifth and octave, chugged in eighths with the odd accent.
+            root = (
+                voicing[0] if voicing[0] % 12 == pcs[0] else voicing[0] - (voicing[0] - pcs[0]) % 12
+            )
+            chord = (root, root + 7, root + 12)
+            for e in range(chord_beats * 2):
+                accent = 14 if e % 8 in (0, 3, 6) else 0
+                for p in chord:
+                    b.add(part, p, t0 + e / 2, 0.42, vel - 6 + accent, jitter_ms=3)
+        elif kind == "strum":
+            # Down on the beat, up on the off-beat, the strings a few ms apart.
+            downs = ((0, 1, 2, 3), (0, 1.5, 2, 3), (0, 1, 1.5, 2.5, 3))[pattern]
+            for bar in range(chord_beats // 4):
+                for s in downs:
+                    up = s % 1 != 0
+                    order = voicing[::-1] if up else voicing
+                    for k, p in enumerate(order):
+                        b.add(part, p, t0 + 4 * bar + s + 0.015 * k, 0.9, vel - (12 if up else 2))
+        elif kind == "skank":
+            for bar in range(chord_beats // 4):
+                for s in (1.0, 3.0):
+                    for p in voicing:
+                        b.add(part, p, t0 + 4 * bar + s, 0.28, vel + 4, jitter_ms=3)
+                for s in (0.5, 1.5, 2.5, 3.5):
+                    for p in voicing[1:]:
+                        b.add(part, p, t0 + 4 * bar + s, 0.18, vel - 16, optional=True)
+        elif kind == "bossa":
+            # Syncopated on the eighths, not the dotted eighths (those read as 4/3 time).
+            hits = ((0, 0.5), (1, 0.4), (1.5, 0.75), (2.5, 0.4), (3, 0.75))
+            for bar in range(chord_beats // 4):
+                for s, length in hits:
+                    for p in voicing[1:]:
+                        b.add(part, p, t0 + 4 * bar + s, length, vel - 4)
+        elif kind == "funk":
+            steps = ((0, 0.75, 1.5, 2.25, 2.75, 3.5), (0, 0.5, 1.25, 2, 2.75, 3.25))[pattern % 2]
+            for bar in range(chord_beats // 4):
+                for s in steps:
+                    for p in voicing[1:]:
+                        b.add(part, p, t0 + 4 * bar + s, 0.14, vel + 2, jitter_ms=3)
 
 
 def _bass(
@@ -775,6 +654,22 @@ def _bass(
                 b.add(part, root, t + 1.5, 0.45, 78)
                 b.add(part, fifth, t + 2.5, 1.0, 84)
                 b.add(part, root + 12 if root + 12 <= high else root, t + 3.5, 0.45, 74)
+            elif kind == "drone":
+                # A pedal on the key's tonic, so the harmony moves over a held note.
+                pedal = _near(tonic, 40, low + 2, high)
+                b.add(part, pedal, t, 4.0, 70)
+            elif kind == "reese":
+                b.add(part, root, t, 3.9, 92, tight=True)
+            elif kind == "reggae":
+                b.add(part, root, t, 1.4, 100)
+                b.add(part, fifth, t + 1.5, 0.45, 86)
+                b.add(part, root + 12 if root + 12 <= high else root, t + 2.5, 0.45, 80)
+                b.add(part, root, t + 3, 0.8, 90)
+            elif kind == "bossa":
+                b.add(part, root, t, 1.4, 94)
+                b.add(part, fifth - 12 if fifth - 12 >= low else fifth, t + 1.5, 0.45, 80)
+                b.add(part, fifth - 12 if fifth - 12 >= low else fifth, t + 2, 1.4, 86)
+                b.add(part, root, t + 3.5, 0.45, 76)
             elif kind == "lofi":
                 b.add(part, root, t, 1.7, 98)
                 b.add(part, fifth if b.rng.random() < 0.5 else root, t + 2.5, 1.2, 86)
@@ -800,8 +695,13 @@ def _lead(
     total_beats: int,
     tonic: int,
     mode: str,
+    srng: np.random.Generator,
 ) -> None:
-    """Arpeggios over the chords, or a melody built from a repeated, re-fitted motif."""
+    """Arpeggios over the chords, or a melody built from a repeated, re-fitted motif.
+
+    The shapes and the motif come from `srng`, the section's own generator, so a
+    section sounds like itself each time it returns; the notes' steps vary per take.
+    """
     if voice.kind in ("arp8", "arp16"):
         per_beat = 2 if voice.kind == "arp8" else 4
         # Figures of 4 or 8 steps only: a 3- or 6-step cycle over sixteenths is a lovely
@@ -812,7 +712,7 @@ def _lead(
             (0, 2, 1, 3, 0, 2, 1, 3),
             (0, 1, 2, 1, 3, 2, 1, 2),
         )
-        shape = shapes[int(b.rng.integers(len(shapes)))]
+        shape = shapes[int(srng.integers(len(shapes)))]
         centre = (voice.low + voice.high) / 2 - 4
         for i, pcs in enumerate(chords):
             tones = sorted({_near(pc, centre, voice.low, voice.high) for pc in pcs})
@@ -827,6 +727,7 @@ def _lead(
                     1.5 / per_beat,
                     68 + accent,
                     jitter_ms=4,
+                    optional=e % per_beat != 0,
                 )
         return
 
@@ -839,8 +740,8 @@ def _lead(
         ((0, 2), (2.5, 0.5), (3, 1)),
         ((0, 1), (1, 0.5), (1.5, 0.5), (2, 2)),
     )
-    motif = [rhythms[int(b.rng.integers(len(rhythms)))] for _ in range(2)]
-    answer = rhythms[int(b.rng.integers(len(rhythms)))]
+    motif = [rhythms[int(srng.integers(len(rhythms)))] for _ in range(2)]
+    answer = rhythms[int(srng.integers(len(rhythms)))]
     scale = sorted((tonic + i) % 12 for i in MODES[mode])
     pitches_in_range = [p for p in range(voice.low, voice.high + 1) if p % 12 in scale]
     pitch = float(_near(chords[0][0], (voice.low + voice.high) / 2, voice.low, voice.high))
@@ -849,6 +750,8 @@ def _lead(
         phrase_pos = bar % 4
         if phrase_pos == 3 and b.rng.random() < 0.5:
             continue  # breathe at the end of a phrase
+        if phrase_pos in (1, 3) and b.rng.random() > b.density:
+            continue  # sparser sections leave whole bars to the others
         rhythm = (
             motif[phrase_pos % 2] if phrase_pos < 2 else (answer if phrase_pos == 3 else motif[0])
         )
@@ -862,34 +765,53 @@ def _lead(
             step = b.rng.normal(0, 2.5) + ((voice.low + voice.high) / 2 - pitch) * 0.15
             target = pitch + step
             pitch = float(min(choices, key=lambda p, t=target: abs(p - t)))
-            b.add(part, int(pitch), beat, length * 0.95, 82 + (8 if onset == 0 else 0))
+            b.add(
+                part,
+                int(pitch),
+                beat,
+                length * 0.95,
+                82 + (8 if onset == 0 else 0),
+                optional=onset != 0,
+            )
 
 
-def _drums(b: _Builder, part: int, pattern_name: str, total_beats: int) -> None:
-    """The style's drum pattern, with the odd fill and ghost note."""
-    pattern = DRUMS[pattern_name]
-    bars = int(np.ceil(total_beats / 4))
-    tight = pattern_name in ("techno", "synthwave", "chiptune")
-    for bar in range(bars):
-        fill = bar % 4 == 3 and b.rng.random() < 0.5
-        for key, hits in pattern.items():
-            for step, vel in hits:
-                if fill and step >= 12 and key in (CLOSED_HAT, SHAKER, RIDE):
-                    continue
-                b.add(
-                    part,
-                    key,
-                    bar * 4 + step / 4,
-                    0.2,
-                    vel,
-                    jitter_ms=4,
-                    tight=tight and key == KICK,
-                )
-        if fill:
-            tom = SNARE if pattern_name not in ("jazz", "brush", "cinematic") else MID_TOM
-            for step in (12, 13, 14, 15):
-                b.add(part, tom, bar * 4 + step / 4, 0.2, 50 + 8 * (step - 12), jitter_ms=3)
-        if pattern_name not in ("cinematic", "brush") and b.rng.random() < 0.25:
-            b.add(part, SNARE, bar * 4 + float(b.rng.choice((1.75, 3.25, 2.75))), 0.1, 28)
-    if pattern_name in ("synthwave", "cinematic", "chiptune"):
-        b.add(part, CRASH, 0, 2, 80)
+def _phase(
+    b: _Builder,
+    part: int,
+    voice: Voice,
+    tonic: int,
+    mode: str,
+    identity: int,
+    clip_start: float,
+) -> None:
+    """Layers of notes on their own timers, of unequal lengths, that phase for ever.
+
+    As in Eno's Music for Airports: each layer repeats a short figure every P_k seconds,
+    with periods that share no common beat, so the texture never repeats exactly. The
+    timers run on the piece's clock (`clip_start` is this clip's place in the piece), so
+    consecutive clips continue one another. Pitches come from the section's key: the
+    tonic, second, third and fifth, which sit over any of its diatonic chords.
+    """
+    prng = np.random.default_rng([identity & 0xFFFFFFFF, 11])  # the piece's layers
+    scale = MODES[mode]
+    pcs = [(tonic + scale[d]) % 12 for d in (0, 1, 2, 4)]
+    base = 60.0 / b.bpm * 4  # about a bar
+    periods = [base * f for f in (1.53, 2.17, 2.91, 3.77)]
+    for k, period in enumerate(periods):
+        phase = float(prng.uniform(0, period))
+        count = int(prng.integers(1, 4))
+        figure = []
+        for j in range(count):
+            pc = pcs[int(prng.integers(len(pcs)))]
+            pitch = _near(
+                pc, voice.low + (voice.high - voice.low) * (0.3 + 0.15 * k), voice.low, voice.high
+            )
+            figure.append((j * float(prng.uniform(0.6, 1.4)), pitch))
+        length = min(period * 0.7, 6.0)
+        velocity = 64 - 5 * k
+        first = int(np.floor((clip_start - phase - length) / period))
+        last = int(np.ceil((clip_start + b.seconds - phase) / period))
+        for n in range(first, last + 1):
+            t = phase + n * period - clip_start
+            for dt, pitch in figure:
+                b.add_at(part, pitch, t + dt, length, velocity + float(b.rng.normal(0, 4)))

@@ -6,7 +6,7 @@ import numpy as np
 from scipy import signal
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-from .composer import Fx
+from .styles import Fx
 
 
 def _sos(kind: str, hz: float | tuple[float, float], sr: int, order: int = 2) -> np.ndarray:
@@ -110,9 +110,19 @@ def rms_db(x: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(np.square(x, dtype=np.float64))) + 1e-12))
 
 
+def true_peaks(x: np.ndarray) -> np.ndarray:
+    """Per sample, the highest magnitude of the 4x oversampled signal around it (BS.1770)."""
+    up = signal.resample_poly(x.astype(np.float64), 4, 1)
+    return np.abs(up[: 4 * len(x)]).reshape(len(x), 4).max(axis=1)
+
+
 def limit(x: np.ndarray, ceiling: float, sr: int) -> np.ndarray:
-    """A peak limiter without lookahead artefacts: gain never exceeds what any peak needs."""
-    need = np.minimum(1.0, ceiling / np.maximum(np.abs(x), 1e-9))
+    """A true-peak limiter without lookahead artefacts: gain is what the peaks need.
+
+    Peaks are measured between the samples too (4x oversampled), so the limited signal
+    stays under `ceiling` after any later resampling or D/A conversion.
+    """
+    need = np.minimum(1.0, ceiling / np.maximum(np.maximum(np.abs(x), true_peaks(x)), 1e-9))
     if need.min() >= 1.0:
         return x
     win = max(int(0.004 * sr), 1)
@@ -129,13 +139,20 @@ def finish(
     fx: Fx,
     rng: np.random.Generator,
     target_rms_db: float = -16.5,
-    ceiling: float = 0.89,
+    ceiling: float = 0.84,
+    preroll: int = 0,
 ) -> np.ndarray:
-    """Room, colour, texture, level, and the clip's edges: the sound of a finished take."""
+    """Room, colour, texture, level, and the clip's edges: the sound of a finished take.
+
+    The first `preroll` samples of `dry` are music before the clip: they fill the reverb
+    and are then cut, so the clip opens with its room already sounding (and a loop cut
+    near its start has the same tail as one cut later). Ceiling 0.84 is -1.5 dBTP.
+    """
     x = dry.astype(np.float32)
     x = x / (10 ** (rms_db(x) / 20)) * 10 ** (target_rms_db / 20)  # level before colour
     x = reverb(x, sr, fx.reverb_mix, fx.reverb_seconds, rng)
     x = lofi(x, sr, fx.lowpass_hz, fx.wow, fx.saturation, rng)
+    x = np.ascontiguousarray(x[preroll:])
     n = len(x)
     noise = vinyl(n, sr, fx.crackle, fx.hiss, rng) + rain(n, sr, fx.rain, rng)
     music_level = 10 ** (rms_db(x) / 20)

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from infiniloopd.atomic import write_audio_atomic
+from infiniloopd.atomic import write_audio_atomic, write_json_atomic
 from infiniloopd.errors import UserError
 
 from . import fx, render_numpy
 from .composer import Score, compose, normalize_prompt, stable_hash
 from .constants import DEFAULT_SOUNDFONTS, INSTALL_HINT, SR
+from .facts import music_path
 from .render_fluid import FluidRenderer
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class SynthGenerator:
         self._lock = threading.Lock()
         self._fluid: FluidRenderer | None = None
         self._loaded = False
+        self._clips: dict[str, int] = {}  # clips made per prompt: where each piece is
 
     @property
     def model(self) -> str:
@@ -102,9 +104,15 @@ class SynthGenerator:
                 self._fluid = None
             self._loaded = False
 
-    def compose(self, prompt: str, seconds: float, seed: int) -> Score:
+    def compose(self, prompt: str, seconds: float, seed: int, clip: int | None = None) -> Score:
         """The score a clip is rendered from (what the music claims to be)."""
-        return compose(prompt, seconds, seed)
+        return compose(prompt, seconds, seed, clip)
+
+    def next_clip(self, prompt: str) -> int:
+        """The next clip index of a prompt's piece (0, 1, 2, ... per prompt)."""
+        key = normalize_prompt(prompt)
+        self._clips[key] = self._clips.get(key, -1) + 1
+        return self._clips[key]
 
     def render(
         self,
@@ -113,31 +121,39 @@ class SynthGenerator:
         seed: int,
         sr: int = SR,
         report: Callable[[float], None] | None = None,
+        *,
+        clip: int | None = None,
     ) -> np.ndarray:
-        """Render one clip: mono float32, exactly round(seconds * sr) samples."""
+        """Render one clip: mono float32, exactly round(seconds * sr) samples.
+
+        `clip` is the clip's place in the prompt's piece (None: derived from the seed).
+        """
         if not (isinstance(seconds, int | float) and 0 < seconds <= 600):
             raise UserError(
                 f"generator.seconds: expected seconds between 0 and 600, got {seconds!r}"
             )
         self.load()
         frames = int(round(seconds * sr))
-        score = compose(prompt, seconds, seed)
+        score = compose(prompt, seconds, seed, clip)
         if report:
             report(0.1)
         rng = np.random.default_rng(
             [stable_hash(normalize_prompt(prompt)) & 0xFFFFFFFF, seed & 0xFFFFFFFF, 2]
         )
+        pre = int(round(score.preroll * sr))
+        whole = score.from_preroll()  # the pre-roll is rendered, then cut after the reverb
+        total = frames + pre
         if self._fluid is not None:
-            native = int(round(seconds * self._fluid.sr))
-            dry = self._fluid.render(score, native)
+            native = int(round(whole.seconds * self._fluid.sr))
+            dry = self._fluid.render(whole, native)
             if sr != self._fluid.sr:
                 dry = signal.resample_poly(dry, sr, self._fluid.sr).astype(np.float32)
-                dry = np.pad(dry, (0, max(frames - len(dry), 0)))[:frames]
+            dry = np.pad(dry, (0, max(total - len(dry), 0)))[:total]
         else:
-            dry = render_numpy.render(score, frames, sr, rng)
+            dry = render_numpy.render(whole, total, sr, rng)
         if report:
             report(0.6)
-        out = fx.finish(dry, sr, score.fx, rng)
+        out = fx.finish(dry, sr, score.fx, rng, preroll=pre)
         if report:
             report(0.85)
         return out
@@ -158,8 +174,15 @@ class SynthGenerator:
             loop.call_soon_threadsafe(progress, fraction)
 
         progress(0.0)
-        audio = await asyncio.to_thread(self.render, prompt, seconds, seed, SR, report)
+        clip = self.next_clip(prompt)
+
+        def make() -> np.ndarray:
+            audio = self.render(prompt, seconds, seed, SR, report, clip=clip)
+            write_music(out, self.compose(prompt, seconds, seed, clip))
+            return audio
+
         out = Path(out)
+        audio = await asyncio.to_thread(make)
         await asyncio.to_thread(write_wav_atomic, out, audio, SR)
         progress(1.0)
         return out
@@ -168,3 +191,8 @@ class SynthGenerator:
 def write_wav_atomic(path: Path, audio: np.ndarray, sr: int) -> None:
     """A 32-bit float mono WAV, as MusicGen writes it; readers never see half a file."""
     write_audio_atomic(Path(path), audio, sr, format="WAV", subtype="FLOAT")
+
+
+def write_music(clip: Path, score: Score) -> None:
+    """Write the clip's `music` facts (style, key, tempo, instruments, section) beside it."""
+    write_json_atomic(music_path(Path(clip)), score.music)

@@ -58,10 +58,15 @@ class SynthProcessGenerator:
         self.phase = "idle"
         self._priority = LowPriority(cfg.nice, cfg.idle_priority)
         self._warned: set[str] = set()
+        self._clips: dict[str, int] = {}  # clips made per prompt: where each piece is
 
-    def command(self, prompt: str, seconds: float, out: Path, seed: int) -> list[str]:
+    def command(
+        self, prompt: str, seconds: float, out: Path, seed: int, clip: int | None = None
+    ) -> list[str]:
         argv = [sys.executable, "-m", "infiniloopd.generators.synth"]
         argv += ["--prompt", prompt, "--seconds", f"{seconds:g}", "--seed", str(seed)]
+        if clip is not None:
+            argv += ["--clip", str(clip)]
         argv += ["--out", str(out)]
         if self.soundfont is not None:
             argv += ["--soundfont", str(self.soundfont)]
@@ -85,10 +90,14 @@ class SynthProcessGenerator:
                 elif line.strip() and len(lines) < MAX_WARNINGS:
                     lines.append(printable(line.strip()[:500]))
 
+        # Clips of one prompt walk through one piece: 0, 1, 2, ... per prompt (by its
+        # words, as the composer reads it).
+        key = " ".join(prompt.lower().split())
+        clip = self._clips[key] = self._clips.get(key, -1) + 1
         self.phase = "generating"
         try:
             result = await run_process(
-                self.command(prompt, seconds, out, seed),
+                self.command(prompt, seconds, out, seed, clip),
                 timeout=self.cfg.timeout,
                 who=who,
                 on_output=on_output,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from . import composer as c
+from . import styles as c
 from .composer import Score
 
 TABLE = 2048
