@@ -78,22 +78,15 @@ def synth_bar_lines(prompt: str, seconds: float, seed: int) -> tuple[float, floa
     from its generator); the score keeps the tempo but not the offset, so it is drawn
     again here with the composer's own sequence of draws, and checked against the notes.
     """
+    import math
+
     from infiniloopd.generators.synth import composer as c
 
-    text = c.normalize_prompt(prompt)
-    style = c._adjust_style(c.choose_style(prompt), text)
-    identity = c.stable_hash(text)
-    rng = np.random.default_rng([identity & 0xFFFFFFFF, seed & 0xFFFFFFFF, 1])
-    mode = style.modes[(identity >> 8) % len(style.modes)]
-    rng.uniform(-0.012, 0.012)  # the clip's tempo nudge
-    minor = mode in c.MINOR_LIKE
-    progressions = style.minor_progressions if minor else style.major_progressions
-    progression = progressions[int(rng.integers(len(progressions)))]
-    if len(progression) > 2:
-        rng.integers(len(progression))  # where in the progression the clip starts
-    offset = float(rng.uniform(0.0, 0.12))
     score = c.compose(prompt, seconds, seed)
-    first = min(n.start for n in score.notes)
-    assert abs(first - offset) < 0.04 or first > offset, "composer's draws changed"
-    assert any(abs(n.start - offset) < 0.03 for n in score.notes), "composer's draws changed"
-    return score.bpm, offset, 4
+    beat = 60.0 / score.bpm
+    bar = 4 * beat
+    # The progression's first chord (in the pre-roll) starts a bar; bars follow every 4 beats.
+    t0 = score.chord_times[0]
+    first = t0 + math.ceil((-t0 - 1e-9) / bar) * bar
+    assert any(abs(n.start - first) < 0.03 for n in score.notes), "no note on the first bar line"
+    return score.bpm, first, 4
