@@ -23,18 +23,6 @@ HAVE_SOUNDFONT = any(p.is_file() for p in DEFAULT_SOUNDFONTS)
 PRESETS = yaml.safe_load((Path(infiniloopd.__file__).parent / "data" / "presets.yaml").read_text())
 
 
-@pytest.fixture(scope="module")
-def fluid() -> SynthGenerator:
-    if not HAVE_SOUNDFONT:
-        pytest.skip("no General MIDI SoundFont installed (apt-get install fluid-soundfont-gm)")
-    gen = SynthGenerator()
-    gen.load()
-    if gen.model == "numpy":
-        pytest.skip("FluidSynth could not be loaded")
-    yield gen
-    gen.close()
-
-
 def programs(score: c.Score) -> set[int]:
     return {p.program for p in score.parts if p.bank != 128}
 

@@ -27,18 +27,6 @@ MOODS = tuple(REQUIRED)
 
 
 @pytest.fixture(scope="module")
-def fluid() -> SynthGenerator:
-    if not HAVE_SOUNDFONT:
-        pytest.skip("no General MIDI SoundFont installed (apt-get install fluid-soundfont-gm)")
-    gen = SynthGenerator()
-    gen.load()
-    if gen.model == "numpy":
-        pytest.skip("FluidSynth could not be loaded")
-    yield gen
-    gen.close()
-
-
-@pytest.fixture(scope="module")
 def plain() -> SynthGenerator:
     return SynthGenerator(search=())
 
