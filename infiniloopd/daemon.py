@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -299,6 +300,7 @@ class Daemon:
         from infiniloopd.library import Library
         from infiniloopd.outputs import build_output
         from infiniloopd.player.engine import Player
+        from infiniloopd.player.handoff import Handoff
         from infiniloopd.producer import Producer
         from infiniloopd.worker import AnalyzerWorker
 
@@ -335,6 +337,8 @@ class Daemon:
             volume=self.settings.volume / 100,
             on_event=self._player_event,
         )
+        # Every loop reaches the player through the hand-off: tempo-matched, on a bar line.
+        self.handoff = Handoff(functools.partial(self.player.play_loop, align=True), out.rate)
         # A file that cannot be written is a config error; a sound server that is not
         # up yet is retried in the background so the daemon stays controllable.
         self.player.start(retry=out.backend not in ("file",))
@@ -487,7 +491,9 @@ class Daemon:
     def _hand_to_player(self, crossfade: float) -> None:
         assert self.current is not None
         entry, audio = self.current
-        self.player.play_loop(entry.id, audio, crossfade)
+        self.handoff.hand(
+            entry.id, audio, crossfade, grid=getattr(entry, "grid", None), bpm=entry.bpm
+        )
         self.skip_pending = False
         set_output_metadata(self.output, entry.prompt)  # HTTP listeners see the prompt
         self.loops_played += 1
@@ -518,6 +524,8 @@ class Daemon:
                 log.exception("loop switching failed (will retry)")
 
     def _switch_tick(self) -> None:
+        if self.handoff.busy:
+            return  # a loop is being tempo-matched; the player gets it in a moment
         if self.skip_pending:
             # `next` was asked for before a loop was ready: take the first one that is.
             ready = self.producer.take_ready()
@@ -786,6 +794,7 @@ class Daemon:
 
     def cmd_stop(self, _args: dict[str, Any]) -> dict[str, Any]:
         self.player.stop()
+        self.handoff.forget()
         self._set_mode("stopped")
         return self._with_status()
 
