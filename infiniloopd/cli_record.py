@@ -178,7 +178,7 @@ class Recorder:
             spool=self.tmp / "spool",
             seed=self.seed,
         )
-        self.handoff = Handoff(self._play, rate)
+        self.handoff = Handoff(self._play, rate, stretch=cfg.playback.align)
         warm = asyncio.create_task(worker.start(), name="analyzer-warm-up")
         producing = asyncio.create_task(producer.run(), name="producer")
         total = max(1, round(minutes * 60 * rate))
@@ -287,7 +287,10 @@ class Recorder:
         """The hand-off's target: the mixer's bar-line transition."""
         from infiniloopd.player.transitions import grid_to_dict
 
-        self.mixer.transition(key, audio, crossfade, grid=grid, bpm=bpm)
+        if self.cfg.playback.align:
+            self.mixer.transition(key, audio, crossfade, grid=grid, bpm=bpm)
+        else:  # the old behaviour: crossfade at once, from the loop's first sample
+            self.mixer.play(key, audio, crossfade, grid=grid, bpm=bpm)
         deck = self.mixer.target
         self.handed[key] = {
             "bpm": bpm,

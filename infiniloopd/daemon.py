@@ -338,7 +338,9 @@ class Daemon:
             on_event=self._player_event,
         )
         # Every loop reaches the player through the hand-off: tempo-matched, on a bar line.
-        self.handoff = Handoff(functools.partial(self.player.play_loop, align=True), out.rate)
+        align = cfg.playback.align
+        play = functools.partial(self.player.play_loop, align=align)
+        self.handoff = Handoff(play, out.rate, stretch=align)
         # A file that cannot be written is a config error; a sound server that is not
         # up yet is retried in the background so the daemon stays controllable.
         self.player.start(retry=out.backend not in ("file",))

@@ -35,9 +35,10 @@ def grid_bpm(grid: Any, bpm: float | None) -> float | None:
 class Handoff:
     """Tracks the tempo that plays and hands each new loop over matched to it."""
 
-    def __init__(self, play: PlayFn, rate: int) -> None:
+    def __init__(self, play: PlayFn, rate: int, *, stretch: bool = True) -> None:
         self._play = play
         self.rate = rate
+        self.stretch = stretch  # False: every loop at its own tempo
         self.playing_bpm: float | None = None
         self._token = 0
         self._busy: asyncio.Future | None = None
@@ -75,7 +76,7 @@ class Handoff:
         if self._busy is not None and not self._busy.done():
             self._busy.set_result(None)  # the one being stretched will never be delivered
         incoming = grid_bpm(grid, bpm)
-        factor = stretch_factor(self.playing_bpm, incoming)
+        factor = stretch_factor(self.playing_bpm, incoming) if self.stretch else None
         if factor is None:
             self._deliver(key, audio, crossfade, grid, bpm)
             return

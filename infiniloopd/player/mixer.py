@@ -183,10 +183,16 @@ class Mixer:
             else:
                 self.decks.append(Deck(key, audio, fading="in", fade_len=self.fade_in_frames))
         else:
+            outgoing = self.decks[-1].key
             for d in self.decks:
                 g = d.gain_now()
                 d.amp, d.fading, d.fade_pos, d.fade_len = g, "out", 0, fade
-            self.decks.append(Deck(key, audio, fading="in", fade_len=fade))
+                if d.transition:  # cut short by this one
+                    self.events.append(("transition_end", {"at": self.clock, "key": d.key}))
+                    d.transition = False
+            self.decks.append(Deck(key, audio, fading="in", fade_len=fade, transition=True))
+            info = {"at": self.clock, "key": key, "from": outgoing, "entry": 0, "fade": fade}
+            self.events.append(("transition_start", {**info, "bars": 0, "kind": "now"}))
             while len(self.decks) > MAX_DECKS:
                 self.decks.pop(0)
         if grid is not None or bpm is not None:
