@@ -18,18 +18,12 @@ import numpy as np
 
 from infiniloopd.errors import UserError
 from infiniloopd.player.stretch import match_tempo, stretch_factor
+from infiniloopd.player.transitions import loop_bpm
 
 log = logging.getLogger(__name__)
 
 # play(key, audio, crossfade, grid=..., bpm=...): Player.play_loop or Mixer.transition.
 PlayFn = Callable[..., Any]
-
-
-def grid_bpm(grid: Any, bpm: float | None) -> float | None:
-    """The tempo of a loop: its grid's, else its sidecar's `bpm`."""
-    if isinstance(grid, dict) and isinstance(grid.get("bpm"), (int, float)) and grid["bpm"] > 0:
-        return float(grid["bpm"])
-    return bpm
 
 
 class Handoff:
@@ -75,7 +69,7 @@ class Handoff:
         token = self._token
         if self._busy is not None and not self._busy.done():
             self._busy.set_result(None)  # the one being stretched will never be delivered
-        incoming = grid_bpm(grid, bpm)
+        incoming = loop_bpm(grid, bpm, audio.shape[0], self.rate)
         factor = stretch_factor(self.playing_bpm, incoming) if self.stretch else None
         if factor is None:
             self._deliver(key, audio, crossfade, grid, bpm)
@@ -108,4 +102,4 @@ class Handoff:
         self, key: str, audio: np.ndarray, crossfade: float, grid: Any, bpm: float | None
     ) -> None:
         self._play(key, audio, crossfade, grid=grid, bpm=bpm)
-        self.playing_bpm = grid_bpm(grid, bpm)
+        self.playing_bpm = loop_bpm(grid, bpm, audio.shape[0], self.rate)

@@ -13,12 +13,11 @@ stretched loop still repeats without a seam.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 
 from infiniloopd.errors import UserError
-from infiniloopd.player.transitions import MAX_STRETCH, scale_grid, tempo_ratio
+from infiniloopd.player.transitions import MAX_STRETCH, loop_bpm, scale_grid, tempo_ratio
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ def match_tempo(
 ) -> tuple[np.ndarray, dict | None, float | None]:
     """The incoming loop stretched to `playing_bpm` when within MAX_STRETCH, with its
     grid scaled and its new tempo; unchanged otherwise. Blocking: call off the loop."""
-    incoming_bpm = _grid_bpm(grid) or bpm
+    incoming_bpm = loop_bpm(grid, bpm, audio.shape[0], rate)
     factor = stretch_factor(playing_bpm, incoming_bpm)
     if factor is None:
         return audio, grid, bpm
@@ -92,9 +91,3 @@ def match_tempo(
     new_grid = scale_grid(grid, factor, out.shape[0])
     log.info("time-stretched the incoming loop %.1f -> %.1f BPM", incoming_bpm, playing_bpm)
     return out, new_grid, float(playing_bpm) if playing_bpm else bpm
-
-
-def _grid_bpm(grid: Any) -> float | None:
-    if isinstance(grid, dict) and isinstance(grid.get("bpm"), (int, float)) and grid["bpm"] > 0:
-        return float(grid["bpm"])
-    return None

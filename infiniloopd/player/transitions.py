@@ -98,6 +98,7 @@ def make_grid(grid: dict | None, bpm: float | None, frames: int, rate: int) -> G
             frames, g_bpm, per_bar, beats, downbeats, _positions(grid.get("changes"), frames)
         )
     if bpm and bpm > 0:
+        bpm = loop_bpm(None, bpm, frames, rate)
         step = 60.0 * rate / bpm
         beats = np.unique(np.round(np.arange(0.0, frames, step)).astype(np.int64))
         beats = beats[beats < frames]
@@ -107,6 +108,23 @@ def make_grid(grid: dict | None, bpm: float | None, frames: int, rate: int) -> G
         )
     none = np.zeros(0, np.int64)
     return Grid(frames, None, DEFAULT_BEATS_PER_BAR, none, none, np.zeros(1, np.int64))
+
+
+def loop_bpm(grid: Any, bpm: float | None, frames: int, rate: int) -> float | None:
+    """The tempo of a loop: its grid's; else its `bpm`, made exact from its length.
+
+    Loops are cut to whole beats, so without a grid the beat is the loop length over
+    the nearest whole number of beats (a coarse sidecar tempo would drift by tens of
+    milliseconds over a loop); kept as given if that is not within 2% of it.
+    """
+    if isinstance(grid, dict) and isinstance(grid.get("bpm"), (int, float)) and grid["bpm"] > 0:
+        return float(grid["bpm"])
+    if not bpm or bpm <= 0:
+        return None
+    step = 60.0 * rate / bpm
+    beats = max(1, round(frames / step))
+    exact = frames / beats
+    return 60.0 * rate / exact if abs(exact / step - 1.0) <= 0.02 else float(bpm)
 
 
 def grid_to_dict(grid: Grid) -> dict:
