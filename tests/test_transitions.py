@@ -227,3 +227,14 @@ def test_handoff_stretches_off_the_loop_and_delivers_the_scaled_grid():
     _, frames, grid, bpm = got[1]
     assert bpm == 120.0 and grid["bpm"] == pytest.approx(120.0)
     assert frames == round(frames_of(123, 1) * 123 / 120)
+
+
+def test_a_loop_after_stop_starts_at_once_even_during_the_fade_out():
+    m = Mixer(RATE, 1, 1024, volume=1.0)
+    m.transition("a", click_loop(120.0, 2, 0.5), 0.0, grid=grid_dict(120.0, 2))
+    render(m, 5000)
+    m.stop(0.5)
+    render(m, 1000)  # still fading out
+    assert m.transition("b", np.full((RATE, 1), 0.1, np.float32), 2.0, bpm=120.0) is None
+    out = render(m, 3 * RATE)  # the 2 s crossfade from what was fading out
+    assert [d.key for d in m.decks] == ["b"] and abs(out[-1, 0] - 0.1) < 1e-6

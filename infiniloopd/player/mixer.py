@@ -135,7 +135,8 @@ class Mixer:
         audio = self._check(audio)
         incoming = make_grid(grid, bpm, audio.shape[0], self.rate)
         playing = self.current
-        if self.frozen or playing is None:
+        if self.frozen or playing is None or self.state == STOPPED:
+            # Nothing to keep time with (or only a stop's fade-out): start at once.
             self.play(key, audio, crossfade)
             deck = self.decks[-1]
             deck.grid, deck.pos = incoming, incoming.entry_point()
