@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
-import functools
 import logging
 import os
 import re
@@ -338,9 +337,7 @@ class Daemon:
             on_event=self._player_event,
         )
         # Every loop reaches the player through the hand-off: tempo-matched, on a bar line.
-        align = cfg.playback.align
-        play = functools.partial(self.player.play_loop, align=align)
-        self.handoff = Handoff(play, out.rate, stretch=align)
+        self.handoff = Handoff(self._play_loop, out.rate)
         # A file that cannot be written is a config error; a sound server that is not
         # up yet is retried in the background so the daemon stays controllable.
         self.player.start(retry=out.backend not in ("file",))
@@ -493,6 +490,7 @@ class Daemon:
     def _hand_to_player(self, crossfade: float) -> None:
         assert self.current is not None
         entry, audio = self.current
+        self.handoff.stretch = self.cfg.playback.align  # read at each hand-off: reloadable
         self.handoff.hand(
             entry.id, audio, crossfade, grid=getattr(entry, "grid", None), bpm=entry.bpm
         )
@@ -509,6 +507,11 @@ class Daemon:
             }
         )
         self.schedule_save()  # the history survives a restart
+
+    def _play_loop(self, key: str, audio: Any, crossfade: float, *, grid: Any, bpm: Any) -> None:
+        self.player.play_loop(
+            key, audio, crossfade, grid=grid, bpm=bpm, align=self.cfg.playback.align
+        )
 
     def _touch(self, entry: Any) -> None:
         try:

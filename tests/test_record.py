@@ -18,6 +18,7 @@ from infiniloopd.player.stretch import stretch_loop
 RATE = 48000
 MINUTES = 0.75
 TOL = round(0.025 * RATE)  # 25 ms
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
