@@ -238,3 +238,40 @@ def test_a_loop_after_stop_starts_at_once_even_during_the_fade_out():
     assert m.transition("b", np.full((RATE, 1), 0.1, np.float32), 2.0, bpm=120.0) is None
     out = render(m, 3 * RATE)  # the 2 s crossfade from what was fading out
     assert [d.key for d in m.decks] == ["b"] and abs(out[-1, 0] - 0.1) < 1e-6
+
+
+def test_player_reports_the_waiting_loop_as_current_and_emits_transition_events():
+    import threading
+    import time
+
+    from infiniloopd.outputs.null import NullOutput
+    from infiniloopd.player.engine import Player
+
+    events: list[tuple[str, dict]] = []
+    started = threading.Event()
+
+    def on_event(name: str, data: dict) -> None:
+        events.append((name, data))
+        if name == "transition_start":
+            started.set()
+
+    p = Player(NullOutput(), rate=RATE, channels=1, block_ms=20, on_event=on_event)
+    p.start()
+    try:
+        bpm = 240.0  # a bar is 1 s
+        p.play_loop("a", click_loop(bpm, 2, 0.5), 0.0, grid=grid_dict(bpm, 2))
+        deadline = time.monotonic() + 5
+        while p.status().played < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        p.play_loop("b", click_loop(bpm, 2, 0.2), 0.5, grid=grid_dict(bpm, 2))
+        time.sleep(0.1)  # applied, but the bar line is still ahead
+        st = p.status()
+        assert st.key == "b" and st.played == 0.0 and st.crossfading
+        assert started.wait(5), "the transition never started"
+    finally:
+        p.close()
+    start = next(d for n, d in events if n == "transition_start")
+    a_at = next(d["at"] for n, d in events if n == "loop_started" and d["key"] == "a")
+    assert (start["at"] - a_at) % RATE == 0  # on a bar line of a (1 s bars from its start)
+    # 0.5 s asked for: the closest whole number of bars is at least one.
+    assert start["from"] == "a" and start["bars"] == 1 and start["fade"] == RATE
