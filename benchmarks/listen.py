@@ -22,8 +22,9 @@ the timeline only says where to look:
               after the fade); per crossfade the median distance from each incoming
               beat in the overlap to the nearest outgoing beat; median and p90 over
               crossfades
-  db hits     crossfades whose incoming downbeat (its grid's first downbeat, placed
-              by that same correlation) lands within 35 ms of an outgoing downbeat
+  db hits     crossfades whose incoming downbeat lands within 35 ms of an outgoing
+              downbeat; a loop's downbeats are its tracked beats nearest to its grid's
+              bar lines, placed in the record by that same correlation
   jumps       variation jumps; click p90, worst dip (dB), beat-interval excess p90
               at the jumps (seam_eval.py's metrics on 12 s of record around each)
   speed       seconds of audio rendered per second of wall time
@@ -195,6 +196,15 @@ def placed(points: np.ndarray, origin: int, n: int, lo: int, hi: int) -> np.ndar
     return np.sort(allp[(allp >= lo) & (allp < hi)])
 
 
+def snap(loop: dict, beats: np.ndarray, n: int) -> np.ndarray:
+    """The loop's downbeats as heard: each grid bar line moved to the nearest tracked beat."""
+    grid = np.asarray((loop.get("grid") or {}).get("downbeats") or [0], dtype=np.int64)
+    if beats.size == 0:
+        return grid
+    ring = np.concatenate([beats - n, beats, beats + n])
+    return np.array([ring[np.argmin(np.abs(ring - g))] for g in grid], dtype=np.int64) % n
+
+
 def crossfades(rec: dict) -> list[dict]:
     sr, tl, lib = rec["rate"], rec["timeline"], rec["lib"]
     mono = rec["audio"].mean(axis=1)
@@ -224,8 +234,9 @@ def crossfades(rec: dict) -> list[dict]:
         if b_old.size and b_new.size:
             d = np.abs(b_new[:, None] - b_old[None, :]).min(axis=1)
             item["offset_ms"] = float(np.median(d) / sr * 1000)
-        db_old = np.asarray((old.get("grid") or {}).get("downbeats") or [0], dtype=np.int64)
-        db_new = np.asarray((new.get("grid") or {}).get("downbeats") or [0], dtype=np.int64)
+        # Downbeats: the tracked beats (audio) nearest to the grid's bar lines.
+        db_old = snap(old, loop_beats(old["id"], a_old, sr), n_old)
+        db_new = snap(new, loop_beats(new["id"], a_new, sr), n_new)
         first_new = placed(db_new[:1], origin_new, n_new, lo - sr // 2, hi)
         bars_old = placed(db_old, origin_old, n_old, lo - 2 * sr, hi + 2 * sr)
         if first_new.size and bars_old.size:
