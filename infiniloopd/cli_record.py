@@ -197,7 +197,8 @@ class Recorder:
                 tmp_out, "w", rate, channels, format=FORMATS[out.suffix.lower()], subtype="PCM_24"
             ) as f:
                 while written < total:
-                    await self._choose(producing)
+                    if written < fade_at:  # no new loop once the closing fade-out began
+                        await self._choose(producing)
                     end = min(total, written + tick)
                     while written < end:
                         if written == fade_at:

@@ -83,8 +83,9 @@ def test_no_clicks_at_transitions(record):
             continue
         at = e["at"]
         around = np.abs(np.diff(mono[at - RATE : at + RATE]))
-        near = np.abs(np.diff(mono[at - RATE // 100 : at + RATE // 100]))
-        # A click is a step far above the music's own sample-to-sample motion.
+        near = np.abs(np.diff(mono[at - 3 : at + 3]))
+        # A click is a step at the switch far above the music's own sample-to-sample
+        # motion (seam_eval's click score: <= 1.5).
         assert near.max() <= 1.5 * np.percentile(around, 99.9) + 1e-4, f"click at {at}"
 
 
