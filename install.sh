@@ -19,10 +19,11 @@ for arg in "$@"; do
 done
 
 # Runtime: Python with venv and headers (pyalsaaudio compiles), ALSA and its PulseAudio
-# plugin, the PulseAudio client tools, libsndfile, FluidSynth and two GM SoundFonts.
+# plugin, the PulseAudio client tools, libsndfile, FluidSynth and two GM SoundFonts,
+# Rubber Band's command-line tool (tempo matching at transitions, through pyrubberband).
 packages=(python3 python3-venv python3-dev gcc libasound2-dev libasound2-plugins alsa-utils
           libpulse0 pulseaudio-utils libsndfile1 libfluidsynth3 fluid-soundfont-gm
-          timgm6mb-soundfont)
+          timgm6mb-soundfont rubberband-cli)
 if [ "$with_test" = 1 ]; then
     # Real sound servers for the tests, systemd-analyze for the unit, load for benchmarks.
     packages+=(pulseaudio pipewire pipewire-pulse wireplumber dbus dbus-daemon systemd

@@ -14,6 +14,7 @@ from infiniloopd.errors import UserError
 # `infiniloopd loop` does not pay for the daemon and the daemon not for the CLI tools.
 SUBCOMMANDS = {
     "run": ("infiniloopd.daemon", "run the daemon (the default)"),
+    "record": ("infiniloopd.cli_record", "render what the daemon would play into a file"),
     "play": ("infiniloopd.cli_play", "play audio files as crossfaded loops"),
     "loop": ("infiniloopd.cli_loop", "find and export seamless loops from audio files"),
     "generate": ("infiniloopd.cli_generate", "generate one clip and export its loop"),

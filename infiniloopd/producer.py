@@ -15,6 +15,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -77,6 +78,7 @@ class Producer:
         backoff_base: float = BACKOFF_BASE,
         backoff_max: float = BACKOFF_MAX,
         fallback_after: int = FALLBACK_AFTER,
+        seed: int | None = None,
     ) -> None:
         self._cfg = cfg
         self._gen_cfg = cfg.generator
@@ -90,6 +92,8 @@ class Producer:
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._fallback_after = fallback_after
+        # A seed makes the clips reproducible (`infiniloopd record --seed`).
+        self._rng = random.Random(seed) if seed is not None else None
         self._queue: list[_Ready] = []
         self._jobs: list[_Job] = []
         self._wake = asyncio.Event()
@@ -166,7 +170,7 @@ class Producer:
     async def _produce(self, job: _Job) -> None:
         gen = job.generator
         seconds = self._gen_cfg.seconds
-        seed = secrets.randbelow(2**31)
+        seed = self._rng.randrange(2**31) if self._rng is not None else secrets.randbelow(2**31)
         out = self._spool / f"clip-{secrets.token_hex(6)}.wav"
         written: Path | None = None
         self._emit(

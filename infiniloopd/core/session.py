@@ -167,8 +167,12 @@ class Session:
     def attach(self, *, output: Any, player: Any, library: Any, worker: Any, producer: Any) -> None:
         """Use these parts (open() builds them from the config; tests bring their own)."""
         self.loop = asyncio.get_running_loop()
+        from infiniloopd.player.handoff import Handoff
+
         self.output, self.player, self.library = output, player, library
         self.worker, self.producer = worker, producer
+        # Every loop reaches the player through the hand-off: tempo-matched, on a bar line.
+        self.handoff = Handoff(self._play_loop, player.rate)
         if self.state.stats:
             self.producer.stats = self.state.stats
 
@@ -390,7 +394,10 @@ class Session:
     def _hand_to_player(self, crossfade: float) -> None:
         assert self.current is not None
         entry, audio = self.current
-        self.player.play_loop(entry.id, audio, crossfade)
+        self.handoff.stretch = self.cfg.playback.align  # read at each hand-off: reloadable
+        self.handoff.hand(
+            entry.id, audio, crossfade, grid=entry.grid_at(self.player.rate), bpm=entry.bpm
+        )
         self.skip_pending = False
         set_output_metadata(self.output, entry.prompt)  # HTTP listeners see the prompt
         self.loops_played += 1
@@ -404,6 +411,11 @@ class Session:
             }
         )
         self.schedule_save()  # the history survives a restart
+
+    def _play_loop(self, key: str, audio: Any, crossfade: float, *, grid: Any, bpm: Any) -> None:
+        self.player.play_loop(
+            key, audio, crossfade, grid=grid, bpm=bpm, align=self.cfg.playback.align
+        )
 
     def _touch(self, entry: Any) -> None:
         try:
@@ -421,6 +433,8 @@ class Session:
                 log.exception("loop switching failed (will retry)")
 
     def _switch_tick(self) -> None:
+        if self.handoff.busy:
+            return  # a loop is being tempo-matched; the player gets it in a moment
         if self.skip_pending:
             # `next` was asked for before a loop was ready: take the first one that is.
             ready = self.producer.take_ready()
@@ -583,6 +597,7 @@ class Session:
     def stop(self) -> None:
         """Stop playing (the next play starts the current loop from its beginning)."""
         self.player.stop()
+        self.handoff.forget()
         self._set_mode("stopped")
 
     async def next(self) -> NextResult:

@@ -136,15 +136,31 @@ class Player:
         self._thread = threading.Thread(target=self._run, name="infiniloop-audio", daemon=True)
         self._thread.start()
 
-    def play_loop(self, key: str, audio: np.ndarray, crossfade: float) -> None:
-        """Make `audio` (float32 (frames, channels) at the player rate) the current loop."""
+    def play_loop(
+        self,
+        key: str,
+        audio: np.ndarray,
+        crossfade: float,
+        *,
+        grid: dict | None = None,
+        bpm: float | None = None,
+        align: bool | None = None,
+    ) -> None:
+        """Make `audio` (float32 (frames, channels) at the player rate) the current loop.
+
+        With `align` (default: when a `grid` or `bpm` is given) the loop comes in at the
+        next bar line of the playing loop, on its own downbeat, crossfading over whole
+        bars (`Mixer.transition`); otherwise the crossfade starts at once.
+        """
+        if align is None:
+            align = grid is not None or bpm is not None
         audio = np.asarray(audio)
         if audio.ndim != 2 or audio.shape[1] != self.channels or audio.shape[0] == 0:
             raise ValueError(f"loop audio must be (frames, {self.channels}), got {audio.shape}")
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         state = self._predict("state")
         self._send(
-            ("play", key, audio, float(crossfade)),
+            ("play", key, audio, float(crossfade), grid, bpm, bool(align)),
             key=key,
             state=PLAYING if state == STOPPED else state,
             loop_seconds=audio.shape[0] / self.rate,
@@ -368,8 +384,11 @@ class Player:
         seq, name, *args = cmd
         mixer = self._mixer
         if name == "play":
-            key, audio, crossfade = args
-            mixer.play(key, audio, crossfade)
+            key, audio, crossfade, grid, bpm, align = args
+            if align:
+                mixer.transition(key, audio, crossfade, grid=grid, bpm=bpm)
+            else:
+                mixer.play(key, audio, crossfade, grid=grid, bpm=bpm)
         elif name == "volume":
             mixer.set_volume(args[0])
         elif name == "pause":
@@ -395,7 +414,7 @@ class Player:
 
     def _publish(self, seq: int | None = None) -> None:
         mixer = self._mixer
-        deck = mixer.current
+        deck = mixer.target  # a loop waiting for its bar line is already "the" loop
         if seq is None:
             seq = self._applied
         if deck is None:
@@ -409,7 +428,7 @@ class Player:
                 deck.frames / self.rate,
                 deck.repeats,
                 deck.played / self.rate,
-                len(mixer.decks) > 1,
+                len(mixer.decks) > 1 or mixer.pending is not None,
                 mixer.volume,
             )
         self._snap = snap

@@ -7,17 +7,25 @@ stop) is a linear ramp over a few milliseconds; crossfades follow sin/cos so
 the summed power stays constant. A soft clipper after the master gain keeps
 the output strictly inside full scale.
 
-The mixer keeps no clock of its own: time advances only by rendering frames,
-so it cannot drift. All per-block work is vectorized into buffers allocated
-once for the largest block; rendering allocates nothing but small views.
+Transitions between loops are planned by `player.transitions` and scheduled at
+a future frame of the playing deck (its next bar line); the block in which one
+starts is split there, so it begins on the exact sample.
+
+The mixer's clock counts the frames it has rendered (silence included), so it
+cannot drift; events carry their position on it as ``at``. All per-block work is
+vectorized into buffers allocated once for the largest block; rendering allocates
+nothing but small views.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from infiniloopd.player.transitions import Grid, Plan, make_grid, plan_transition
 
 PLAYING = "playing"
 PAUSED = "paused"
@@ -48,6 +56,8 @@ class Deck:
     fade_pos: int = 0
     fade_len: int = 0
     started: bool = False  # loop_started already reported
+    grid: Grid | None = None  # beat grid, for planning the transition out of this deck
+    transition: bool = False  # fading in as the incoming deck of a planned transition
 
     @property
     def frames(self) -> int:
@@ -95,6 +105,8 @@ class Mixer:
         self.gain_step = 0.0
         self._stop_after_ramp = False
         self.events: list[tuple[str, dict]] = []
+        self.clock = 0  # frames rendered since the mixer was made
+        self.pending: tuple[Deck, Plan, str] | None = None  # (incoming, plan, outgoing key)
         # Scratch buffers, allocated once.
         self._ramp = np.arange(1, max_block + 1, dtype=np.float64)  # 1..n
         self._t = np.empty(max_block, dtype=np.float64)
@@ -104,14 +116,62 @@ class Mixer:
 
     # --- commands ------------------------------------------------------------------
 
-    def play(self, key: str, audio: np.ndarray, crossfade: float) -> None:
-        """Make `audio` the current loop: equal-power crossfade of `crossfade` seconds.
+    def transition(
+        self,
+        key: str,
+        audio: np.ndarray,
+        crossfade: float,
+        *,
+        grid: dict | None = None,
+        bpm: float | None = None,
+    ) -> Plan | None:
+        """Make `audio` the current loop at the next bar line of the playing loop.
 
-        The incoming loop starts at its frame 0. When nothing is audible (no deck,
+        The incoming loop enters on its own downbeat at that bar line and the decks
+        crossfade over whole bars (see `plan_transition`). With nothing audible it
+        starts at once, from its downbeat. A transition asked for while another is
+        still waiting replaces it. Returns the plan, or None when it started at once.
+        """
+        audio = self._check(audio)
+        incoming = make_grid(grid, bpm, audio.shape[0], self.rate)
+        playing = self.current
+        if self.frozen or playing is None or self.state == STOPPED:
+            # Nothing to keep time with (or only a stop's fade-out): start at once.
+            self.play(key, audio, crossfade)
+            deck = self.decks[-1]
+            deck.grid, deck.pos = incoming, incoming.entry_point()
+            return None
+        pgrid = playing.grid or make_grid(None, None, playing.frames, self.rate)
+        plan = plan_transition(
+            pgrid,
+            playing.pos,
+            incoming,
+            rate=self.rate,
+            crossfade=crossfade,
+            min_fade=self.fade_in_frames,
+        )
+        deck = Deck(key, audio, pos=plan.entry, grid=incoming)
+        self.pending = (deck, plan, playing.key)
+        return plan
+
+    def play(
+        self,
+        key: str,
+        audio: np.ndarray,
+        crossfade: float,
+        *,
+        grid: dict | None = None,
+        bpm: float | None = None,
+    ) -> None:
+        """Make `audio` the current loop now: equal-power crossfade of `crossfade` seconds.
+
+        The incoming loop starts at its frame 0 (`grid`/`bpm` are kept for planning
+        the transition out of it). When nothing is audible (no deck,
         or paused/stopped at zero gain) the old decks are dropped and the new one
         fades in over a few milliseconds instead.
         """
         audio = self._check(audio)
+        self.pending = None
         # Even a "cut" is a short equal-power crossfade: a step would click.
         fade = max(self.fade_in_frames, round(crossfade * self.rate))
         if self.frozen or not self.decks:
@@ -124,12 +184,20 @@ class Mixer:
             else:
                 self.decks.append(Deck(key, audio, fading="in", fade_len=self.fade_in_frames))
         else:
+            outgoing = self.decks[-1].key
             for d in self.decks:
                 g = d.gain_now()
                 d.amp, d.fading, d.fade_pos, d.fade_len = g, "out", 0, fade
-            self.decks.append(Deck(key, audio, fading="in", fade_len=fade))
+                if d.transition:  # cut short by this one
+                    self.events.append(("transition_end", {"at": self.clock, "key": d.key}))
+                    d.transition = False
+            self.decks.append(Deck(key, audio, fading="in", fade_len=fade, transition=True))
+            info = {"at": self.clock, "key": key, "from": outgoing, "entry": 0, "fade": fade}
+            self.events.append(("transition_start", {**info, "bars": 0, "kind": "now"}))
             while len(self.decks) > MAX_DECKS:
                 self.decks.pop(0)
+        if grid is not None or bpm is not None:
+            self.decks[-1].grid = make_grid(grid, bpm, audio.shape[0], self.rate)
         if self.state == STOPPED:
             self.state = PLAYING
             self._stop_after_ramp = False
@@ -155,6 +223,7 @@ class Mixer:
 
     def stop(self, seconds: float | None = None) -> None:
         """Ramp to silence (over `seconds`, default the short ramp), then drop all decks."""
+        self.pending = None
         if not self.decks:
             self.state = STOPPED
             self.gain = self.gain_target = self.gain_step = 0.0
@@ -187,6 +256,15 @@ class Mixer:
         """The deck that is (becoming) current: the newest one."""
         return self.decks[-1] if self.decks else None
 
+    @property
+    def target(self) -> Deck | None:
+        """The deck that will be current: the incoming one of a waiting transition, if any."""
+        return self.pending[0] if self.pending is not None else self.current
+
+    def frames_to_transition(self) -> int | None:
+        """Frames until the waiting transition starts, or None."""
+        return self.pending[1].wait if self.pending is not None else None
+
     # --- rendering -----------------------------------------------------------------
 
     def render(self, frames: int) -> np.ndarray:
@@ -200,10 +278,27 @@ class Mixer:
         n = out.shape[0]
         if n > self.max_block:
             raise ValueError(f"block of {n} frames exceeds max_block {self.max_block}")
+        if self.pending is not None and not self.idle:
+            deck, plan, _ = self.pending
+            if plan.wait < n:
+                # The transition starts inside this block: split it at the exact frame.
+                if plan.wait > 0:
+                    self._render_part(out[: plan.wait])
+                self._start_pending()
+                self._render_part(out[plan.wait :])
+                return
+            self.pending = (deck, dataclasses.replace(plan, wait=plan.wait - n), self.pending[2])
+        self._render_part(out)
+
+    def _render_part(self, out: np.ndarray) -> None:
+        n = out.shape[0]
+        if n == 0:
+            return
         if self.idle:
             out.fill(0.0)
             if self._stop_after_ramp:
                 self._finish_stop()
+            self.clock += n
             return
         mix = out
         mix.fill(0.0)
@@ -216,17 +311,47 @@ class Mixer:
                 self.decks.remove(deck)
             cur = self.current
             if cur is not None and len(self.decks) == 1:
-                self.events.append(("crossfade_done", {"key": cur.key}))
+                self.events.append(("crossfade_done", {"key": cur.key, "at": self.clock + n}))
         self._apply_master(mix, n)
         self._soft_clip(mix, n)
+        self.clock += n
         if self.gain == 0.0 and self.gain_target == 0.0 and self._stop_after_ramp:
             self._finish_stop()
+
+    def _start_pending(self) -> None:
+        assert self.pending is not None
+        deck, plan, outgoing = self.pending
+        self.pending = None
+        for d in self.decks:
+            g = d.gain_now()
+            d.amp, d.fading, d.fade_pos, d.fade_len = g, "out", 0, plan.fade
+            if d.transition:  # cut short by this one
+                self.events.append(("transition_end", {"at": self.clock, "key": d.key}))
+                d.transition = False
+        deck.fading, deck.fade_len, deck.transition = "in", plan.fade, True
+        self.decks.append(deck)
+        while len(self.decks) > MAX_DECKS:
+            self.decks.pop(0)
+        self.events.append(
+            (
+                "transition_start",
+                {
+                    "at": self.clock,
+                    "key": deck.key,
+                    "from": outgoing,
+                    "entry": plan.entry,
+                    "fade": plan.fade,
+                    "bars": plan.bars,
+                    "kind": plan.kind,
+                },
+            )
+        )
 
     def _render_deck(self, deck: Deck, mix: np.ndarray, n: int) -> bool:
         """Add n frames of `deck` times its envelope to `mix`; True when it has faded out."""
         if not deck.started:
             deck.started = True
-            self.events.append(("loop_started", {"key": deck.key}))
+            self.events.append(("loop_started", {"key": deck.key, "at": self.clock}))
         src = self._tmp[:n]
         # Gather n frames from the loop, wrapping by indexing.
         done = 0
@@ -258,6 +383,10 @@ class Mixer:
                 if deck.fading == "out":
                     gone = True
                 else:
+                    if deck.transition:
+                        end = self.clock + n - (deck.fade_pos - deck.fade_len)
+                        self.events.append(("transition_end", {"at": end, "key": deck.key}))
+                        deck.transition = False
                     deck.fading = ""
                     deck.fade_pos = deck.fade_len = 0
         elif deck.amp != 1.0:
@@ -314,6 +443,7 @@ class Mixer:
 
     def _finish_stop(self) -> None:
         self.decks.clear()
+        self.pending = None
         self._stop_after_ramp = False
         self.state = STOPPED
 

@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""What a listener hears: records prompts with `infiniloopd record` and measures the audio.
+
+    python3 benchmarks/listen.py [--minutes 10] [--prompts P ...] [--before] [--seed 1]
+                                 [--keep DIR] [--json OUT.json]
+
+Each prompt is recorded for `--minutes` with the synth and the default playback
+settings (a private config and XDG dirs; a kept library so the loops can be found
+again). `--before` records with `playback.align: false`: today's transitions
+(crossfade at once from the next loop's first sample, no tempo matching), through
+the same producer and mixer. Figures, per prompt and overall, all from the audio;
+the timeline only says where to look:
+
+  exact min   minutes of the record that are one exact loop: the log-mel feature
+              autocorrelation reaches >= 0.97 at some period between 1.5 s and 30 s
+  bars med    median loop length in bars (each distinct loop once; from its grid)
+  1-bar       loops of at most 1.25 bars
+  xf off med/p90  beat offset between the two loops during each crossfade, in ms:
+              each loop's beats found by librosa's beat tracker on the loop's own
+              audio, placed in the record where cross-correlation finds the loop
+              (outgoing: the second before the transition; incoming: the second
+              after the fade); per crossfade the median distance from each incoming
+              beat in the overlap to the nearest outgoing beat; median and p90 over
+              crossfades
+  db hits     crossfades whose incoming downbeat lands within 35 ms of an outgoing
+              downbeat; a loop's downbeats are its tracked beats nearest to its grid's
+              bar lines, placed in the record by that same correlation
+  jumps       variation jumps; click p90, worst dip (dB), beat-interval excess p90
+              at the jumps (seam_eval.py's metrics on 12 s of record around each)
+  speed       seconds of audio rendered per second of wall time
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy import signal
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+# seam_eval's beat tracker is librosa's (numba): a private JIT cache, since a shared one
+# written by several processes at once has crashed it.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "infiniloop-numba"))
+
+PROMPTS = [
+    "upbeat funk groove with drums and bass",
+    "calm ambient pads, slow and dreamy",
+    "lofi hip hop beat, relaxed piano",
+    "driving techno with a steady kick",
+]
+EXACT = 0.97
+DOWNBEAT_TOL = 0.035
+
+
+def seam_eval():
+    path = os.environ.get("SEAM_EVAL") or str(ROOT.parent / "shared" / "tools" / "seam_eval.py")
+    if not Path(path).exists():
+        path = "/work/shared/tools/seam_eval.py"
+    spec = importlib.util.spec_from_file_location("seam_eval", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# --- recording ------------------------------------------------------------------------
+
+
+def record(prompt: str, minutes: float, seed: int, before: bool, work: Path) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = work / "config.yaml"
+    cfg.write_text(f"playback:\n  align: {'false' if before else 'true'}\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
+        env[name] = str(work / name.lower())
+    out, timeline, lib = work / "rec.flac", work / "rec.json", work / "lib"
+    argv = [sys.executable, "-m", "infiniloopd", "record", str(out), "--minutes", str(minutes)]
+    argv += ["--prompt", prompt, "--seed", str(seed), "--timeline", str(timeline)]
+    argv += ["--library", str(lib), "--config", str(cfg)]
+    started = time.monotonic()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"listen.py: record failed for {prompt!r}:\n{proc.stderr[-3000:]}")
+    audio, rate = sf.read(out, dtype="float32", always_2d=True)
+    tl = json.loads(timeline.read_text())
+    return {
+        "audio": audio,
+        "rate": rate,
+        "timeline": tl,
+        "lib": lib,
+        "wall": time.monotonic() - started,
+    }
+
+
+# --- figures ----------------------------------------------------------------------------
+
+
+def periodicity(x: np.ndarray, sr: int, lo: float = 1.5, hi: float = 30.0) -> tuple[float, float]:
+    """Best normalized log-mel autocorrelation over lags lo..hi seconds, and its lag."""
+    import librosa
+
+    hop = 512
+    mel = librosa.feature.melspectrogram(y=x, sr=sr, n_fft=2048, hop_length=hop, n_mels=64)
+    f = librosa.power_to_db(mel, ref=np.max, top_db=80.0)
+    f = f - f.mean(axis=1, keepdims=True)
+    t = f.shape[1]
+    fps = sr / hop
+    nfft = 1 << (2 * t - 1).bit_length()
+    spec = np.fft.rfft(f, nfft, axis=1)
+    ac = np.fft.irfft(spec * np.conj(spec), nfft, axis=1)[:, :t].sum(axis=0)
+    c = np.concatenate([[0.0], np.cumsum((f**2).sum(axis=0))])
+    lags = np.arange(max(1, round(lo * fps)), min(t - 1, round(hi * fps)))
+    den = np.sqrt(c[t - lags] * (c[t] - c[lags]))
+    r = ac[lags] / np.maximum(den, 1e-12)
+    i = int(np.argmax(r))
+    return float(r[i]), float(lags[i] / fps)
+
+
+def exact_minutes(mono: np.ndarray, sr: int) -> tuple[int, int]:
+    n = mono.size // (60 * sr)
+    hits = sum(periodicity(mono[m * 60 * sr : (m + 1) * 60 * sr], sr)[0] >= EXACT for m in range(n))
+    return int(hits), int(n)
+
+
+def loop_bars(events: list[dict], sr: int) -> list[float]:
+    bars = {}
+    for e in events:
+        if e["type"] != "loop":
+            continue
+        grid = e.get("grid") or {}
+        bpm, per_bar = grid.get("bpm") or e.get("bpm"), grid.get("beats_per_bar") or 4
+        if bpm:
+            bars[e["id"]] = e["frames"] / (per_bar * 60.0 / bpm * sr)
+    return list(bars.values())
+
+
+def loop_audio(lib: Path, loop: dict, sr: int) -> np.ndarray:
+    """The loop as it was played (re-stretched the same way if it was stretched)."""
+    audio, _ = sf.read(lib / f"{loop['id']}.flac", dtype="float32", always_2d=True)
+    if loop.get("frames") and loop["frames"] != audio.shape[0]:
+        from infiniloopd.player.stretch import stretch_loop
+
+        audio = stretch_loop(audio, sr, loop["frames"] / audio.shape[0])
+    return audio.mean(axis=1)
+
+
+def phase_at(rec: np.ndarray, start: int, loop: np.ndarray, sr: int) -> int:
+    """The frame of `loop` that plays at record sample `start` (cross-correlation)."""
+    seg = rec[start : start + sr]
+    n = loop.size
+    tiled = np.tile(loop, 2 + seg.size // n)[: n + seg.size]
+    corr = signal.correlate(tiled, seg, mode="valid", method="fft")
+    return int(np.argmax(corr[:n]))
+
+
+_beat_cache: dict[str, np.ndarray] = {}
+
+
+def loop_beats(key: str, loop: np.ndarray, sr: int) -> np.ndarray:
+    """Beat positions of a loop (frames within it), tracked on three copies of its audio.
+
+    Ellis's dynamic-programming tracker on a spectral-flux onset envelope (8 ms hops),
+    the numpy one in infiniloopd.analysis (librosa's numba tracker crashes in some
+    environments)."""
+    import soxr
+
+    from infiniloopd.analysis.beats import estimate_period, track_beats
+    from infiniloopd.analysis.features import ANALYSIS_RATE, HOP, frame_features
+
+    if key not in _beat_cache:
+        n = loop.size
+        x = soxr.resample(np.tile(loop, 3).astype(np.float32), sr, ANALYSIS_RATE)
+        onset = frame_features(x).onset
+        hop_s = HOP / ANALYSIS_RATE
+        frames = track_beats(onset, estimate_period(onset, hop_s))
+        beats = np.round(frames * hop_s * sr).astype(np.int64)
+        _beat_cache[key] = np.unique(beats[(beats >= n) & (beats < 2 * n)] - n)
+    return _beat_cache[key]
+
+
+def placed(points: np.ndarray, origin: int, n: int, lo: int, hi: int) -> np.ndarray:
+    """Loop positions `points` as record samples in [lo, hi), the loop's frame 0 at `origin`."""
+    if points.size == 0:
+        return points
+    ks = np.arange((lo - origin) // n - 1, (hi - origin) // n + 2)
+    allp = (origin + points[None, :] + ks[:, None] * n).ravel()
+    return np.sort(allp[(allp >= lo) & (allp < hi)])
+
+
+def snap(loop: dict, beats: np.ndarray, n: int) -> np.ndarray:
+    """The loop's downbeats as heard: each grid bar line moved to the nearest tracked beat."""
+    grid = np.asarray((loop.get("grid") or {}).get("downbeats") or [0], dtype=np.int64)
+    if beats.size == 0:
+        return grid
+    ring = np.concatenate([beats - n, beats, beats + n])
+    return np.array([ring[np.argmin(np.abs(ring - g))] for g in grid], dtype=np.int64) % n
+
+
+def crossfades(rec: dict) -> list[dict]:
+    sr, tl, lib = rec["rate"], rec["timeline"], rec["lib"]
+    mono = rec["audio"].mean(axis=1)
+    events = tl["events"]
+    loops = [e for e in events if e["type"] == "loop"]
+    out = []
+    for s in (e for e in events if e["type"] == "transition_start"):
+        t, fade = s["at"], s["fade"]
+        if t < sr or t + fade + sr > mono.size:
+            continue
+        olds = [e for e in loops if e["id"] == s.get("from") and e["at"] < t]
+        news = [e for e in loops if e["id"] == s["id"] and e["at"] == t]
+        if not olds or not news:
+            continue
+        old, new = olds[-1], news[0]
+        a_old, a_new = loop_audio(lib, old, sr), loop_audio(lib, new, sr)
+        n_old, n_new = a_old.size, a_new.size
+        # Where each loop's frame 0 lies in the record, from the audio.
+        p_old = phase_at(mono, t - sr, a_old, sr)
+        origin_old = t - sr - p_old
+        p_new = phase_at(mono, t + fade, a_new, sr)
+        origin_new = t + fade - p_new
+        lo, hi = t, t + max(fade, 1)
+        b_old = placed(loop_beats(old["id"], a_old, sr), origin_old, n_old, lo - sr, hi + sr)
+        b_new = placed(loop_beats(new["id"], a_new, sr), origin_new, n_new, lo, hi)
+        item = {"at": t}
+        if b_old.size and b_new.size:
+            d = np.abs(b_new[:, None] - b_old[None, :]).min(axis=1)
+            item["offset_ms"] = float(np.median(d) / sr * 1000)
+        # Downbeats: the tracked beats (audio) nearest to the grid's bar lines.
+        db_old = snap(old, loop_beats(old["id"], a_old, sr), n_old)
+        db_new = snap(new, loop_beats(new["id"], a_new, sr), n_new)
+        first_new = placed(db_new[:1], origin_new, n_new, lo - sr // 2, hi)
+        bars_old = placed(db_old, origin_old, n_old, lo - 2 * sr, hi + 2 * sr)
+        if first_new.size and bars_old.size:
+            gap = np.abs(first_new[0] - bars_old).min() / sr
+            item["downbeat_hit"] = bool(gap <= DOWNBEAT_TOL)
+        out.append(item)
+    return out
+
+
+def jumps(rec: dict, se) -> list[dict]:
+    sr, mono = rec["rate"], rec["audio"].mean(axis=1).astype(np.float64)
+    n = 4 * sr
+    out = []
+    for e in rec["timeline"]["events"]:
+        if e["type"] != "jump" or e["at"] < 6 * sr or e["at"] + 6 * sr > mono.size:
+            continue
+        x = mono[e["at"] - 6 * sr : e["at"] + 6 * sr]
+        j = 6 * sr
+        ref = x[: 5 * sr]
+        item = {"click": se.click_score(ref, x, (j,))}
+        item.update(se.level_dip(x, sr, n, (j,)))
+        jump, _, floor = se.ibi_jump(x.astype(np.float32), sr, (j,), n)
+        item["ibi_excess"] = None if jump is None or floor is None else jump - floor
+        out.append(item)
+    return out
+
+
+def figures(rec: dict, se) -> dict:
+    sr = rec["rate"]
+    mono = rec["audio"].mean(axis=1)
+    ex, minutes = exact_minutes(mono, sr)
+    bars = loop_bars(rec["timeline"]["events"], sr)
+    xf = crossfades(rec)
+    jp = jumps(rec, se)
+    return {
+        "exact": ex,
+        "minutes": minutes,
+        "bars": bars,
+        "offsets": [x["offset_ms"] for x in xf if "offset_ms" in x],
+        "hits": [x["downbeat_hit"] for x in xf if "downbeat_hit" in x],
+        "jumps": jp,
+        "speed": rec["timeline"]["speed"],
+    }
+
+
+def _q(values, q):
+    values = [v for v in values if v is not None]
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def row(name: str, f: dict) -> str:
+    bars = f["bars"]
+    hits = f["hits"]
+    jp = f["jumps"]
+    dips = [j["dip_db"] for j in jp if j.get("dip_db") is not None]
+    return (
+        f"{name[:38]:<38} {f['exact']:>3}/{f['minutes']:<3} {_q(bars, 50):>7.1f} "
+        f"{sum(b <= 1.25 for b in bars):>3}/{len(bars):<3} "
+        f"{_q(f['offsets'], 50):>6.0f} {_q(f['offsets'], 90):>6.0f} "
+        f"{sum(hits):>3}/{len(hits):<3} {len(jp):>5} {_q([j['click'] for j in jp], 90):>6.2f} "
+        f"{(min(dips) if dips else float('nan')):>6.1f} "
+        f"{_q([j['ibi_excess'] for j in jp], 90):>6.3f} {f['speed']:>6.1f}"
+    )
+
+
+HEADER = (
+    f"{'prompt':<38} {'exact':>7} {'bars':>7} {'1-bar':>7} {'xf med':>6} {'xf p90':>6} "
+    f"{'db hit':>7} {'jumps':>5} {'clk90':>6} {'dipmin':>6} {'ibi90':>6} {'speed':>6}"
+)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--prompts", nargs="+", default=PROMPTS)
+    ap.add_argument("--before", action="store_true", help="playback.align: false (old transitions)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keep", type=Path, help="keep the records and loops in this directory")
+    ap.add_argument("--json", type=Path, help="write the figures as JSON")
+    args = ap.parse_args()
+    se = seam_eval()
+    base = args.keep or Path(tempfile.mkdtemp(prefix="infiniloop-listen-"))
+    print(
+        f"{'before (align: false)' if args.before else 'after (align: true)'}, "
+        f"{args.minutes:g} min per prompt, seed {args.seed}"
+    )
+    print(HEADER)
+    allf = {
+        "exact": 0,
+        "minutes": 0,
+        "bars": [],
+        "offsets": [],
+        "hits": [],
+        "jumps": [],
+        "speed": [],
+    }
+    per = {}
+    for i, prompt in enumerate(args.prompts):
+        rec = record(prompt, args.minutes, args.seed + i, args.before, base / f"p{i}")
+        f = figures(rec, se)
+        per[prompt] = f
+        print(row(prompt, f), flush=True)
+        for k in ("exact", "minutes"):
+            allf[k] += f[k]
+        for k in ("bars", "offsets", "hits", "jumps"):
+            allf[k] += f[k]
+        allf["speed"].append(f["speed"])
+    allf["speed"] = float(np.median(allf["speed"]))
+    print(row("overall", allf))
+    if args.json:
+        args.json.write_text(
+            json.dumps({"per_prompt": per, "overall": allf}, indent=1, default=float)
+        )
+    if args.keep is None:
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
