@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,10 +49,41 @@ class Deck:
     fade_pos: int = 0
     fade_len: int = 0
     started: bool = False  # loop_started already reported
+    # A variation source (player.variation.Brancher) or None: plain looping. With one,
+    # the deck may jump at beat boundaries and `audio`/`pos` follow the loop it is in.
+    variation: Any = None
 
     @property
     def frames(self) -> int:
         return int(self.audio.shape[0])
+
+    def set_variation(self, source: Any) -> None:
+        """Attach a variation source built for this deck's loop (None: plain looping).
+
+        The source starts where the deck is; detaching keeps playing the loop the
+        deck is in, from where it is.
+        """
+        if source is not None:
+            source.attach(self.pos)
+        self.variation = source
+
+    def read_into(self, dst: np.ndarray, events: list) -> None:
+        """Fill dst with the deck's next len(dst) frames (before its gain envelope)."""
+        if self.variation is not None:
+            self.variation.read(self, dst, events, self.played)
+            return
+        # Plain looping: wrap by indexing.
+        n = dst.shape[0]
+        done = 0
+        length = self.frames
+        while done < n:
+            k = min(n - done, length - self.pos)
+            dst[done : done + k] = self.audio[self.pos : self.pos + k]
+            done += k
+            self.pos += k
+            if self.pos >= length:
+                self.pos = 0
+                self.repeats += 1
 
     def gain_now(self) -> float:
         """The deck's gain at its current frame (used when a new fade interrupts this one)."""
@@ -228,17 +260,7 @@ class Mixer:
             deck.started = True
             self.events.append(("loop_started", {"key": deck.key}))
         src = self._tmp[:n]
-        # Gather n frames from the loop, wrapping by indexing.
-        done = 0
-        length = deck.frames
-        while done < n:
-            k = min(n - done, length - deck.pos)
-            src[done : done + k] = deck.audio[deck.pos : deck.pos + k]
-            done += k
-            deck.pos += k
-            if deck.pos >= length:
-                deck.pos = 0
-                deck.repeats += 1
+        deck.read_into(src, self.events)
         deck.played += n
         gone = False
         if deck.fading:
