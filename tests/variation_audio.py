@@ -61,7 +61,7 @@ def _pad(frames: int, progression: list[str]) -> np.ndarray:
         env = np.zeros(frames)
         env[i * BAR : (i + 1) * BAR] = 1.0
         ramp = np.linspace(0.0, 1.0, xf)
-        # fade in over the 40 ms before the bar line (circularly), out over the 40 ms before the next
+        # in over the 40 ms before its bar line (circularly), out before the next one
         idx = (i * BAR - xf + np.arange(xf)) % frames
         env[idx] = np.sqrt(ramp)
         idx = ((i + 1) * BAR - xf + np.arange(xf)) % frames
@@ -155,7 +155,10 @@ def _logmel(y: np.ndarray, sr: int, hop: int) -> np.ndarray:
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
     edges = np.geomspace(40.0, min(16000.0, sr / 2), 42)
     bands = np.stack(
-        [spec[:, (freqs >= lo) & (freqs < hi)].sum(axis=1) for lo, hi in zip(edges, edges[2:])],
+        [
+            spec[:, (freqs >= lo) & (freqs < hi)].sum(axis=1)
+            for lo, hi in zip(edges[:-2], edges[2:], strict=True)
+        ],
         axis=1,
     )
     db = 10.0 * np.log10(np.maximum(bands, 1e-10))
