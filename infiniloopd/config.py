@@ -280,6 +280,8 @@ class PlaybackConfig:
     crossfade: float = _k(6.0, Number("seconds between 0 and 60", lo=0, hi=60))
     min_play: float = _k(60.0, Number("seconds between 0 and 86400", lo=0, hi=86400))
     volume: int = _k(80, Number("an integer between 0 and 100", lo=0, hi=100, integer=True))
+    # branch: jump between similar beats of the prompt's loops; loop: plain looping
+    variation: str = _k("branch", Choice("one of branch, loop", choices=("branch", "loop")))
 
 
 @dataclass

@@ -488,6 +488,7 @@ class Daemon:
         assert self.current is not None
         entry, audio = self.current
         self.player.play_loop(entry.id, audio, crossfade)
+        self._vary(entry, audio)
         self.skip_pending = False
         set_output_metadata(self.output, entry.prompt)  # HTTP listeners see the prompt
         self.loops_played += 1
@@ -501,6 +502,31 @@ class Daemon:
             }
         )
         self.schedule_save()  # the history survives a restart
+
+    def _vary(self, entry: Any, audio: Any) -> None:
+        """playback.variation branch: build the loop's jump table (with the ready queue's
+        and the library's loops of its prompt) off the audio thread, then hand it over."""
+        if self.cfg.playback.variation != "branch":
+            return
+        from infiniloopd.player.variation import PoolLoop, build_brancher
+        from infiniloopd.producer import prompt_key
+
+        def pool_loop(e: Any, a: Any = None) -> PoolLoop:
+            a = self.library.load(e) if a is None else a
+            return PoolLoop(e.id, a, getattr(e, "grid", None), e.bpm, e.rate)
+
+        same = [e for e in [*self.producer.ready(), *reversed(self.library.entries())]]
+        same = [e for e in same if prompt_key(e.prompt) == prompt_key(entry.prompt)]
+        others = [(None, lambda e=e: pool_loop(e)) for e in same if e.id != entry.id]
+        job = asyncio.to_thread(build_brancher, pool_loop(entry, audio), others, self.player.rate)
+
+        def done(task: asyncio.Task) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("variation: no jump table for %s: %s", entry.id, task.exception())
+            elif not task.cancelled():
+                self.player.set_variation(entry.id, task.result())
+
+        asyncio.ensure_future(job).add_done_callback(done)
 
     def _touch(self, entry: Any) -> None:
         try:

@@ -150,6 +150,11 @@ class Player:
             loop_seconds=audio.shape[0] / self.rate,
         )
 
+    def set_variation(self, key: str, source: Any) -> None:
+        """Give the deck playing `key` a variation source (player.variation.Brancher),
+        built off this thread; None returns it to plain looping."""
+        self._send(("variation", key, source))
+
     def set_volume(self, volume: float) -> None:
         """Set the volume (0..1), reached by a short ramp."""
         volume = min(1.0, max(0.0, float(volume)))
@@ -370,6 +375,12 @@ class Player:
         if name == "play":
             key, audio, crossfade = args
             mixer.play(key, audio, crossfade)
+        elif name == "variation":
+            key, source = args
+            # the newest deck of that loop (a loop played twice in a row has two)
+            deck = next((d for d in reversed(mixer.decks) if d.key == key), None)
+            if deck is not None:
+                deck.set_variation(source)
         elif name == "volume":
             mixer.set_volume(args[0])
         elif name == "pause":

@@ -18,12 +18,17 @@ block).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
+# Loops in a pool at most (the playing one included): each is analysed once per hand-over.
+MAX_POOL = 6
 # Feature analysis of the loops (at their own rate, mono).
 _N_FFT = 4096
 _HOP = 1024
@@ -62,6 +67,7 @@ class PoolLoop:
     audio: np.ndarray  # float32 (frames, channels), seamless
     grid: dict | None = None  # the sidecar's beat grid (library.py contract), or None
     bpm: float | None = None
+    grid_rate: int | None = None  # the rate of the grid's positions, if not the player's
 
 
 @dataclass
@@ -179,7 +185,13 @@ def analyse_loop(loop: PoolLoop, rate: int) -> LoopBeats:
     """Beats and per-beat features of one loop (off the audio thread)."""
     audio = np.ascontiguousarray(loop.audio, dtype=np.float32)
     frames = audio.shape[0]
-    beats, bar_pos, bpb, bpm = beat_grid(frames, rate, loop.grid, loop.bpm)
+    grid = loop.grid
+    if grid and loop.grid_rate and loop.grid_rate != rate:
+        scale = rate / loop.grid_rate
+        grid = dict(grid)
+        for name in ("beats", "downbeats"):
+            grid[name] = [round(b * scale) for b in grid.get(name) or []]
+    beats, bar_pos, bpb, bpm = beat_grid(frames, rate, grid, loop.bpm)
     mono = audio.mean(axis=1).astype(np.float64)
     power = _power_frames(mono)  # (T, bins)
     tri, chroma_fb = _filterbanks(rate)
@@ -337,6 +349,46 @@ def build_table(
             out.append(Jump(lj, bj, int(pos), r, float(dist[g, h])))
         jumps[li][bi] = tuple(out)
     return JumpTable(rate, loops, triggers, jumps, fade, p)
+
+
+def build_brancher(
+    current: PoolLoop,
+    others: list[tuple[PoolLoop | None, Any]],
+    rate: int,
+    seed: int | None = None,
+    max_pool: int = MAX_POOL,
+) -> Brancher:
+    """A Brancher for the deck playing `current`, over it and up to max_pool-1 others.
+
+    `others`: (PoolLoop, None) for loops in memory, or (None, load) where load() returns
+    a PoolLoop (read from the library; called here, off the audio thread); a loop
+    whose load raises is left out. Duplicates of a key are
+    skipped.
+    """
+    pool = [current]
+    seen = {current.key}
+    for loop, load in others:
+        if len(pool) >= max_pool:
+            break
+        if loop is None:
+            try:
+                loop = load()
+            except Exception as exc:  # an unreadable loop only leaves the pool smaller
+                log.warning("variation: loop left out of the pool: %s", exc)
+                continue
+        if loop.key in seen or np.asarray(loop.audio).shape[1:] != current.audio.shape[1:]:
+            continue
+        seen.add(loop.key)
+        pool.append(loop)
+    table = build_table(pool, rate)
+    log.info(
+        "variation: %d loops, %d beats, %d jumps for %s",
+        len(pool),
+        sum(lb.beats.size for lb in table.loops),
+        table.edges,
+        current.key,
+    )
+    return Brancher(table, seed)
 
 
 # --- the audio thread's part ------------------------------------------------------------
