@@ -41,6 +41,8 @@ _CONTEXT = ((-2, 0.5), (-1, 1.0), (0, 1.0), (1, 0.7))
 # Loops whose tempos differ more than this are not joined (the beat would stumble).
 MAX_TEMPO_RATIO = 0.015
 _SHIFT_COST = 0.15
+# Least correlation of two beats' (centred) chroma for them to count as the same harmony.
+HARMONY_MIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class LoopBeats:
     beats_per_bar: int
     bpm: float | None
     timbre: np.ndarray  # (n, _N_BANDS) dB
-    chroma: np.ndarray  # (n, 12) unit norm
+    chroma: np.ndarray  # (n, 12) centred, unit norm
     level: np.ndarray  # (n,) dB
 
     @property
@@ -210,6 +212,9 @@ def analyse_loop(loop: PoolLoop, rate: int) -> LoopBeats:
     np.add.at(chroma_sum, owner, chroma)
     band_mean /= counts[:, None]
     timbre = 10.0 * np.log10(np.maximum(band_mean, 1e-10))
+    # centred: drums and noise spread evenly over the pitch classes and would make
+    # every two chords look alike; what is left is which classes stand out
+    chroma_sum -= chroma_sum.mean(axis=1, keepdims=True)
     chroma_sum /= np.maximum(np.linalg.norm(chroma_sum, axis=1, keepdims=True), 1e-12)
     # loudness of each beat from the samples themselves
     edges = np.append(beats, frames)
@@ -237,8 +242,9 @@ def beat_distances(loops: list[LoopBeats]) -> tuple[np.ndarray, np.ndarray, np.n
 
     Returns (dist (N, N), allowed (N, N) bool, (loop index, beat index) per global beat).
     A pair is allowed when the beats share their bar position and bar length, are not
-    the same beat (nor, in a loop without a meter, neighbours), and the loops' tempos
-    agree within MAX_TEMPO_RATIO.
+    the same beat (nor, in a loop without a meter, neighbours), the loops' tempos agree
+    within MAX_TEMPO_RATIO, and the harmony agrees (HARMONY_MIN) on the beat before the
+    jump and, unless it starts a bar, on the beat entered.
     """
     owner = np.concatenate([np.full(lb.beats.size, i) for i, lb in enumerate(loops)])
     local = np.concatenate([np.arange(lb.beats.size) for lb in loops])
@@ -255,7 +261,8 @@ def beat_distances(loops: list[LoopBeats]) -> tuple[np.ndarray, np.ndarray, np.n
     z = (timbre - timbre.mean(axis=0)) / np.maximum(timbre.std(axis=0), 1.0)
     sq = np.sum(z * z, axis=1)
     d_timbre = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * z @ z.T, 0.0) / _N_BANDS)
-    d_chroma = 1.0 - np.clip(chroma @ chroma.T, -1.0, 1.0)
+    harmony = np.clip(chroma @ chroma.T, -1.0, 1.0)  # correlation of the pitch classes
+    d_chroma = 1.0 - harmony
     d_level = np.abs(level[:, None] - level[None, :])
 
     same = np.arange(total)
@@ -269,6 +276,12 @@ def beat_distances(loops: list[LoopBeats]) -> tuple[np.ndarray, np.ndarray, np.n
         ratio = np.abs(tempo[:, None] / tempo[None, :] - 1.0)
     tempo_ok = same_loop | ((tempo[:, None] > 0) & (ratio <= MAX_TEMPO_RATIO))
     allowed &= tempo_ok
+
+    # Harmony must agree where a listener would hear it: the beat just played, and the
+    # beat entered unless it starts a bar (a chord may change on a bar line).
+    prev = offset[owner] + (local - 1) % sizes
+    allowed &= harmony[np.ix_(prev, prev)] >= HARMONY_MIN
+    allowed &= (bar_pos[:, None] == 0) | (harmony >= HARMONY_MIN)
 
     base = (
         _W_TIMBRE * _robust(d_timbre, allowed)
