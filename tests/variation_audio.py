@@ -53,7 +53,7 @@ def _drums(frames: int, rng: np.random.Generator) -> np.ndarray:
     return y
 
 
-def _pad(frames: int, progression: list[str]) -> np.ndarray:
+def _pad(frames: int, progression: list[str], rng: np.random.Generator) -> np.ndarray:
     """Sustained chords, one per bar, changing with a 40 ms crossfade (no level dip)."""
     t = np.arange(frames) / RATE
     y = np.zeros(frames)
@@ -69,16 +69,21 @@ def _pad(frames: int, progression: list[str]) -> np.ndarray:
         env[idx] = np.sqrt(1.0 - ramp)
         # whole cycles per bar (multiples of 0.5 Hz): the loop wraps without a step
         freqs = [round(2.0 * f) / 2.0 for f in CHORDS[name]]
-        seg = sum(np.sin(2 * np.pi * f * t) + 0.3 * np.sin(4 * np.pi * f * t) for f in freqs)
+        # each loop's voices start at their own phase: joins between loops are not trivial
+        ph = rng.uniform(0, 2 * np.pi, (len(freqs), 2))
+        seg = sum(
+            np.sin(2 * np.pi * f * t + p[0]) + 0.3 * np.sin(4 * np.pi * f * t + p[1])
+            for f, p in zip(freqs, ph, strict=True)
+        )
         y += 0.08 * seg * env
     return y
 
 
-def make_loop(progression: list[str], seed: int = 1) -> tuple[np.ndarray, dict]:
+def make_loop(progression: list[str], seed: int = 1, drums: float = 1.0) -> tuple[np.ndarray, dict]:
     """A stereo loop of one bar per chord, and its beat grid (library.py contract)."""
     frames = BAR * len(progression)
     rng = np.random.default_rng(seed)
-    y = _drums(frames, rng) + _pad(frames, progression)
+    y = drums * _drums(frames, rng) + _pad(frames, progression, rng)
     y = 0.5 * y / np.max(np.abs(y))
     stereo = np.stack([y, 0.9 * y], axis=1).astype(np.float32)
     beats = list(range(0, frames, BEAT))

@@ -334,7 +334,7 @@ def build_table(
     if len(channels) != 1:
         raise ValueError(f"variation: loops of the pool differ in channels: {sorted(channels)}")
     loops = [analyse_loop(lp, rate) for lp in pool]
-    fade = max(8, round(p.fade_ms * rate / 1000.0))
+    fade = max(1, round(p.fade_ms * rate / 1000.0))
     lead = fade + round(p.lead_ms * rate / 1000.0)
     shift = max(1, round(p.max_shift_ms * rate / 1000.0))
     triggers = [((lb.beats - lead) % lb.frames).astype(np.int64) for lb in loops]
