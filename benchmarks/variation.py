@@ -69,7 +69,7 @@ def play(
 ) -> tuple[np.ndarray, list[int]]:
     """Render as the daemon would; seed None: plain looping. Returns (mono, jump joins)."""
     mixer = Mixer(RATE, 2, BLOCK, volume=1.0)
-    total = int(minutes * 60 * RATE) // BLOCK
+    total = -(-int(minutes * 60 * RATE) // BLOCK)  # whole minutes, rounded up to a block
     per_loop = int(min_play * RATE) // BLOCK
     out = np.empty(total * BLOCK, dtype=np.float32)
     joins: list[int] = []

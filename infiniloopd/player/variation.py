@@ -33,8 +33,11 @@ MAX_POOL = 6
 _N_FFT = 4096
 _HOP = 1024
 _N_BANDS = 24
-# Block weights of the beat distance: timbre, harmony, loudness.
-_W_TIMBRE, _W_CHROMA, _W_LEVEL = 0.45, 0.4, 0.15
+# Block weights of the beat distance: timbre, harmony, loudness, and the attack (the
+# spectrum of the beat's first ~40 ms: what a listener hears right after a jump).
+_W_TIMBRE, _W_CHROMA, _W_LEVEL, _W_ATTACK = 0.35, 0.35, 0.1, 0.2
+_W_EDGE = 0.5  # the splice's own neighbourhood, on top of the beat context
+_ATTACK = 2048  # frames of the attack window at 48 kHz (scaled with the rate)
 # Context of a jump: beats before (negative) and after the jump point; the beat just
 # before and the one just after weigh most.
 _CONTEXT = ((-2, 0.5), (-1, 1.0), (0, 1.0), (1, 0.7))
@@ -43,6 +46,8 @@ MAX_TEMPO_RATIO = 0.015
 _SHIFT_COST = 0.15
 # Least correlation of two beats' (centred) chroma for them to count as the same harmony.
 HARMONY_MIN = 0.5
+# Least correlation of two loops' mean pitch-class profiles for them to share a key.
+KEY_MIN = 0.6
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ class LoopBeats:
     beats_per_bar: int
     bpm: float | None
     timbre: np.ndarray  # (n, _N_BANDS) dB
+    attack: np.ndarray  # (n, _N_BANDS) dB, the beat's first ~40 ms
+    before: np.ndarray  # (n, _N_BANDS) dB, the ~40 ms before the beat
     chroma: np.ndarray  # (n, 12) centred, unit norm
     level: np.ndarray  # (n,) dB
 
@@ -224,7 +231,24 @@ def analyse_loop(loop: PoolLoop, rate: int) -> LoopBeats:
     if beats[0] > 0:  # the wrap-around part of the last beat
         energy[-1] = (sq[frames] - sq[beats[-1]] + sq[beats[0]]) / (frames - beats[-1] + beats[0])
     level = 10.0 * np.log10(np.maximum(energy, 1e-12))
-    return LoopBeats(loop.key, audio, beats, bar_pos, bpb, bpm, timbre, chroma_sum, level)
+    # the attack: band energies of a short window from each beat on
+    width = max(256, round(_ATTACK * rate / 48000))
+    freqs = np.fft.rfftfreq(width, 1.0 / rate)
+    edges_hz = np.geomspace(40.0, min(14000.0, rate / 2.0), _N_BANDS + 1)
+    band_of = np.clip(np.searchsorted(edges_hz, freqs) - 1, 0, _N_BANDS - 1)
+
+    def window_bands(start: np.ndarray) -> np.ndarray:
+        idx = (start[:, None] + np.arange(width)[None, :]) % frames
+        spec = np.abs(np.fft.rfft(mono[idx] * np.hanning(width), axis=1)) ** 2
+        out = np.zeros((n, _N_BANDS))
+        for band in range(_N_BANDS):
+            out[:, band] = spec[:, band_of == band].sum(axis=1)
+        return 10.0 * np.log10(np.maximum(out, 1e-10))
+
+    attack, before = window_bands(beats), window_bands(beats - width)
+    return LoopBeats(
+        loop.key, audio, beats, bar_pos, bpb, bpm, timbre, attack, before, chroma_sum, level
+    )
 
 
 # --- the graph --------------------------------------------------------------------------
@@ -237,20 +261,30 @@ def _robust(d: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return d / (med if med > 0 else 1.0)
 
 
+def _band_distance(bands: np.ndarray) -> np.ndarray:
+    """RMS distance of z-scored log band energies between every two rows."""
+    z = (bands - bands.mean(axis=0)) / np.maximum(bands.std(axis=0), 1.0)
+    sq = np.sum(z * z, axis=1)
+    return np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * z @ z.T, 0.0) / bands.shape[1])
+
+
 def beat_distances(loops: list[LoopBeats]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Context distance between every two beats of the pool, and who may join whom.
 
     Returns (dist (N, N), allowed (N, N) bool, (loop index, beat index) per global beat).
     A pair is allowed when the beats share their bar position and bar length, are not
     the same beat (nor, in a loop without a meter, neighbours), the loops' tempos agree
-    within MAX_TEMPO_RATIO, and the harmony agrees (HARMONY_MIN) on the beat before the
-    jump and, unless it starts a bar, on the beat entered.
+    within MAX_TEMPO_RATIO, and the harmony agrees: on a downbeat the two loops share a
+    key (KEY_MIN), elsewhere the beat before the jump and the beat entered agree
+    (HARMONY_MIN).
     """
     owner = np.concatenate([np.full(lb.beats.size, i) for i, lb in enumerate(loops)])
     local = np.concatenate([np.arange(lb.beats.size) for lb in loops])
     offset = np.cumsum([0] + [lb.beats.size for lb in loops])
     total = int(offset[-1])
     timbre = np.concatenate([lb.timbre for lb in loops])
+    attack = np.concatenate([lb.attack for lb in loops])
+    before = np.concatenate([lb.before for lb in loops])
     chroma = np.concatenate([lb.chroma for lb in loops])
     level = np.concatenate([lb.level for lb in loops])
     bar_pos = np.concatenate([lb.bar_pos for lb in loops])
@@ -258,9 +292,8 @@ def beat_distances(loops: list[LoopBeats]) -> tuple[np.ndarray, np.ndarray, np.n
     sizes = np.array([lb.beats.size for lb in loops])[owner]
     tempo = np.array([lb.bpm or 0.0 for lb in loops])[owner]
 
-    z = (timbre - timbre.mean(axis=0)) / np.maximum(timbre.std(axis=0), 1.0)
-    sq = np.sum(z * z, axis=1)
-    d_timbre = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * z @ z.T, 0.0) / _N_BANDS)
+    d_timbre = _band_distance(timbre)
+    d_attack = _band_distance(attack)
     harmony = np.clip(chroma @ chroma.T, -1.0, 1.0)  # correlation of the pitch classes
     d_chroma = 1.0 - harmony
     d_level = np.abs(level[:, None] - level[None, :])
@@ -279,14 +312,21 @@ def beat_distances(loops: list[LoopBeats]) -> tuple[np.ndarray, np.ndarray, np.n
 
     # Harmony must agree where a listener would hear it: the beat just played, and the
     # beat entered unless it starts a bar (a chord may change on a bar line).
+    # On a bar line any chord may follow, as long as the two loops are in the same key
+    # (their mean pitch-class profiles agree).
     prev = offset[owner] + (local - 1) % sizes
-    allowed &= harmony[np.ix_(prev, prev)] >= HARMONY_MIN
-    allowed &= (bar_pos[:, None] == 0) | (harmony >= HARMONY_MIN)
+    beat_ok = (harmony[np.ix_(prev, prev)] >= HARMONY_MIN) & (harmony >= HARMONY_MIN)
+    profile = np.stack([lb.chroma.mean(axis=0) for lb in loops])
+    profile -= profile.mean(axis=1, keepdims=True)
+    profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+    key_ok = (profile @ profile.T >= KEY_MIN)[np.ix_(owner, owner)] | same_loop
+    allowed &= np.where(bar_pos[:, None] == 0, key_ok, beat_ok)
 
     base = (
         _W_TIMBRE * _robust(d_timbre, allowed)
         + _W_CHROMA * _robust(d_chroma, allowed)
         + _W_LEVEL * _robust(d_level, allowed)
+        + _W_ATTACK * _robust(d_attack, allowed)
     )
     dist = np.zeros_like(base)
     wsum = 0.0
@@ -295,6 +335,9 @@ def beat_distances(loops: list[LoopBeats]) -> tuple[np.ndarray, np.ndarray, np.n
         dist += w * base[np.ix_(nb, nb)]
         wsum += w
     dist /= wsum
+    # and right at the splice: the sound just before it and just after the beat entered
+    edge = d_attack + _band_distance(before)
+    dist += _W_EDGE * _robust(edge, allowed)
     return dist, allowed, np.stack([owner, local], axis=1)
 
 
