@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -182,3 +184,44 @@ def test_build_brancher_leaves_out_unreadable_and_mismatched_loops(pool):
     mono = PoolLoop("mono", pool[2].audio[:, :1], None, 120.0)
     b = build_brancher(pool[0], [(None, broken), (mono, None), (pool[1], None)], RATE, seed=1)
     assert [lb.key for lb in b.table.loops] == ["a", "b"]
+
+
+def _events(d) -> list[dict]:
+    """The daemon's buffered events, through the control socket's `events` command."""
+    import zmq
+
+    s = zmq.Context.instance().socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    try:
+        s.connect(f"ipc://{d.runtime}/control.sock")
+        s.send_json({"v": 1, "cmd": "events", "args": {"since": 0}})
+        assert s.poll(5000)
+        return s.recv_json()["result"]["events"]
+    finally:
+        s.close()
+
+
+@pytest.mark.slow
+def test_daemon_reports_jumps_in_branch_mode(tmp_path):
+    from tests.daemon_proc import Daemon, base_config
+
+    config = base_config(tmp_path / "out.wav")
+    config["generator"]["seconds"] = 16  # loops of several bars
+    config["playback"]["min_play"] = 6.0
+    d = Daemon(tmp_path, config)
+    try:
+        d.start(wait_loop=False)  # a loaded machine may take a minute for the first loop
+        jumps: list[dict] = []
+        deadline = time.monotonic() + 240
+        while not jumps and time.monotonic() < deadline:
+            time.sleep(1.0)
+            events = _events(d)
+            jumps = [e["data"] for e in events if e["event"] == "jump"]
+        assert jumps, d.log()
+        first = jumps[0]
+        assert set(first) >= {"from", "to", "at", "key"}
+        assert set(first["from"]) == {"loop", "beat"} and set(first["to"]) == {"loop", "beat"}
+        assert "variation: " in d.log()
+    finally:
+        d.stop()
+        d.close()
