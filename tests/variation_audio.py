@@ -173,26 +173,44 @@ def _logmel(y: np.ndarray, sr: int, hop: int) -> np.ndarray:
 
 
 def exact_loop_minutes(
-    y: np.ndarray, sr: int, max_period: float = 30.0, threshold: float = 0.97
+    y: np.ndarray,
+    sr: int,
+    max_period: float = 30.0,
+    threshold: float = 0.97,
+    window: float = 20.0,
+    step: float = 10.0,
 ) -> list[float]:
-    """Per whole minute of mono y: the best feature autocorrelation at a lag of 1..max_period s.
+    """Per whole minute of mono y: how exactly it repeats with a period under max_period.
 
-    Log band energies every ~21 ms, centred over the minute; the correlation of the
-    sequence with itself `lag` later (Pearson over the overlap). A minute whose best
-    value reaches `threshold` is an exact loop (issue 12: periodic with a period under
-    30 s). Returns the best value of each minute.
+    Log band energies every ~21 ms, centred per band over the stream. For each lag of
+    1..max_period s and each `window`-second stretch starting every `step` s within the
+    minute, the Pearson correlation of the stretch with the stream `lag` later. The
+    minute's score is, for its best lag, the median over its stretches: a minute that
+    is one short loop for most of its length (say 54 s of a loop and a 6 s crossfade)
+    scores about 1, one that repeats only for a moment does not. A minute scoring at
+    least `threshold` is an exact loop (issue 12). Returns the score of each minute.
     """
     hop = 1024 if sr >= 44100 else 512
-    best = []
+    f = _logmel(np.asarray(y, dtype=np.float64), sr, hop)
+    f = f - f.mean(axis=0)
+    fps = sr / hop
+    w = int(window * fps)
+    lags = range(int(1.0 * fps), int(max_period * fps) + 1)
+    scores = []
     for m in range(int(y.size // (60 * sr))):
-        f = _logmel(y[m * 60 * sr : (m + 1) * 60 * sr], sr, hop)
-        f = f - f.mean(axis=0)
-        fps = sr / hop
-        top = -1.0
-        for lag in range(int(1.0 * fps), int(max_period * fps) + 1):
-            a, b = f[:-lag].ravel(), f[lag:].ravel()
-            den = np.sqrt(float(a @ a) * float(b @ b))
-            if den > 0:
-                top = max(top, float(a @ b) / den)
-        best.append(top)
-    return best
+        starts = [int((m * 60 + k) * fps) for k in np.arange(0.0, 60.0 - window + 1e-9, step)]
+        best = -1.0
+        for lag in lags:
+            vals = []
+            for s0 in starts:
+                a = f[s0 : s0 + w]
+                b = f[s0 + lag : s0 + lag + w]
+                if b.shape[0] < w:
+                    continue
+                a, b = a.ravel(), b.ravel()
+                den = np.sqrt(float(a @ a) * float(b @ b))
+                vals.append(float(a @ b) / den if den > 0 else 0.0)
+            if vals:
+                best = max(best, float(np.median(vals)))
+        scores.append(best)
+    return scores
