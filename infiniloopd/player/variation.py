@@ -56,8 +56,8 @@ class VariationParams:
 
     fade_ms: float = 30.0  # crossfade at a jump
     lead_ms: float = 6.0  # the crossfade ends this long before the beat
-    max_shift_ms: float = 4.0  # splice search around the nominal entry point
-    quantile: float = 0.25  # a pair joins the graph when its distance is in this best share
+    max_shift_ms: float = 2.0  # splice search around the nominal entry point
+    quantile: float = 0.15  # a pair joins the graph when its distance is in this best share
     max_targets: int = 4  # jumps kept per beat
     min_beats: int = 4  # beats after a jump before the next may come
     p_start: float = 0.15  # jump chance on the first allowed beat...
