@@ -6,10 +6,11 @@
 
 Each prompt is recorded for `--minutes` with the synth and the default playback
 settings (a private config and XDG dirs; a kept library so the loops can be found
-again). `--before` records with `playback.align: false`: today's transitions
-(crossfade at once from the next loop's first sample, no tempo matching), through
-the same producer and mixer. Figures, per prompt and overall, all from the audio;
-the timeline only says where to look:
+again). `--before` records with `playback.align: false` and `playback.variation:
+loop`: the old playback (crossfade at once from the next loop's first sample, no
+tempo matching, each loop repeated exactly), through the same producer and mixer.
+Figures, per prompt and overall, all from the audio; the timeline only says where
+to look:
 
   exact min   minutes of the record that are one exact loop: the log-mel feature
               autocorrelation reaches >= 0.97 at some period between 1.5 s and 30 s
@@ -26,7 +27,10 @@ the timeline only says where to look:
               downbeat; a loop's downbeats are its tracked beats nearest to its grid's
               bar lines, placed in the record by that same correlation
   jumps       variation jumps; click p90, worst dip (dB), beat-interval excess p90
-              at the jumps (seam_eval.py's metrics on 12 s of record around each)
+              and median continuation surprise at the jumps (seam_eval.py's
+              metrics on the record from 8 s before to 16 s after each, at most
+              --eval-jumps of them per prompt); "seam surpr" is the same surprise
+              at a wrap of each loop played plainly: the yardstick
   speed       seconds of audio rendered per second of wall time
 """
 
@@ -78,7 +82,10 @@ def seam_eval():
 def record(prompt: str, minutes: float, seed: int, before: bool, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     cfg = work / "config.yaml"
-    cfg.write_text(f"playback:\n  align: {'false' if before else 'true'}\n")
+    if before:
+        cfg.write_text("playback:\n  align: false\n  variation: loop\n")
+    else:
+        cfg.write_text("playback:\n  align: true\n  variation: branch\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
         env[name] = str(work / name.lower())
@@ -145,7 +152,10 @@ def loop_bars(events: list[dict], sr: int) -> list[float]:
 
 def loop_audio(lib: Path, loop: dict, sr: int) -> np.ndarray:
     """The loop as it was played (re-stretched the same way if it was stretched)."""
-    audio, _ = sf.read(lib / f"{loop['id']}.flac", dtype="float32", always_2d=True)
+    path = lib / f"{loop['id']}.flac"
+    if not path.exists():
+        path = next(lib.rglob(f"{loop['id']}.*flac"))
+    audio, _ = sf.read(path, dtype="float32", always_2d=True)
     if loop.get("frames") and loop["frames"] != audio.shape[0]:
         from infiniloopd.player.stretch import stretch_loop
 
@@ -176,6 +186,7 @@ def loop_beats(key: str, loop: np.ndarray, sr: int) -> np.ndarray:
     from infiniloopd.analysis.beats import estimate_period, track_beats
     from infiniloopd.analysis.features import ANALYSIS_RATE, HOP, frame_features
 
+    key = f"{key}:{loop.size}"
     if key not in _beat_cache:
         n = loop.size
         x = soxr.resample(np.tile(loop, 3).astype(np.float32), sr, ANALYSIS_RATE)
@@ -205,6 +216,24 @@ def snap(loop: dict, beats: np.ndarray, n: int) -> np.ndarray:
     return np.array([ring[np.argmin(np.abs(ring - g))] for g in grid], dtype=np.int64) % n
 
 
+def sounding(rec: dict, deck: dict, t: int) -> dict:
+    """What the deck that started as `deck` (a loop event) plays at sample t: its own
+    loop, or the pool loop its last variation jump before t went to."""
+    last = None
+    for e in rec["timeline"]["events"]:
+        if e["at"] >= t:
+            break
+        if e["type"] == "jump" and e.get("id") == deck["id"] and e["at"] >= deck["at"]:
+            last = e
+    if last is None or last["to"]["loop"] == deck["id"]:
+        return deck
+    key = last["to"]["loop"]
+    # A pool loop plays as the library holds it (its own tempo and grid).
+    sidecar = next(rec["lib"].rglob(f"{key}.json"), None)
+    grid = json.loads(sidecar.read_text()).get("grid") if sidecar is not None else None
+    return {"id": key, "grid": grid, "frames": None}
+
+
 def crossfades(rec: dict) -> list[dict]:
     sr, tl, lib = rec["rate"], rec["timeline"], rec["lib"]
     mono = rec["audio"].mean(axis=1)
@@ -219,7 +248,7 @@ def crossfades(rec: dict) -> list[dict]:
         news = [e for e in loops if e["id"] == s["id"] and e["at"] == t]
         if not olds or not news:
             continue
-        old, new = olds[-1], news[0]
+        old, new = sounding(rec, olds[-1], t - sr), sounding(rec, news[0], t + fade)
         a_old, a_new = loop_audio(lib, old, sr), loop_audio(lib, new, sr)
         n_old, n_new = a_old.size, a_new.size
         # Where each loop's frame 0 lies in the record, from the audio.
@@ -246,31 +275,52 @@ def crossfades(rec: dict) -> list[dict]:
     return out
 
 
-def jumps(rec: dict, se) -> list[dict]:
+def seam_figures(se, x: np.ndarray, sr: int, n: int) -> dict:
+    """seam_eval's metrics for a join at sample n of x (x spans n before to 2n after)."""
+    item = {"click": se.click_score(x[: n - sr // 10], x, (n,))}
+    item.update(se.level_dip(x, sr, n, (n,)))
+    jump, _, floor = se.ibi_jump(x.astype(np.float32), sr, (n,), n)
+    item["ibi_excess"] = None if jump is None or floor is None else jump - floor
+    item["surprise"] = se.continuation_surprise(x, sr, n, (n,))
+    return item
+
+
+def jumps(rec: dict, se, limit: int) -> list[dict]:
     sr, mono = rec["rate"], rec["audio"].mean(axis=1).astype(np.float64)
-    n = 4 * sr
-    out = []
+    n = 8 * sr
+    ats = [
+        e["at"]
+        for e in rec["timeline"]["events"]
+        if e["type"] == "jump" and e["at"] >= n and e["at"] + 2 * n <= mono.size
+    ]
+    if len(ats) > limit:  # evenly spread over the record
+        ats = [ats[i] for i in np.linspace(0, len(ats) - 1, limit).round().astype(int)]
+    return [seam_figures(se, mono[at - n : at + 2 * n], sr, n) for at in ats]
+
+
+def loop_seams(rec: dict, se) -> list[dict]:
+    """The same figures at a wrap of each loop of the record played plainly."""
+    sr = rec["rate"]
+    n = 8 * sr
+    out, seen = [], set()
     for e in rec["timeline"]["events"]:
-        if e["type"] != "jump" or e["at"] < 6 * sr or e["at"] + 6 * sr > mono.size:
+        if e["type"] != "loop" or e["id"] in seen:
             continue
-        x = mono[e["at"] - 6 * sr : e["at"] + 6 * sr]
-        j = 6 * sr
-        ref = x[: 5 * sr]
-        item = {"click": se.click_score(ref, x, (j,))}
-        item.update(se.level_dip(x, sr, n, (j,)))
-        jump, _, floor = se.ibi_jump(x.astype(np.float32), sr, (j,), n)
-        item["ibi_excess"] = None if jump is None or floor is None else jump - floor
-        out.append(item)
+        seen.add(e["id"])
+        loop = loop_audio(rec["lib"], e, sr).astype(np.float64)
+        tiled = np.tile(loop, 2 + (3 * n) // loop.size + 1)
+        wrap = loop.size * (1 + n // loop.size)
+        out.append(seam_figures(se, tiled[wrap - n : wrap + 2 * n], sr, n))
     return out
 
 
-def figures(rec: dict, se) -> dict:
+def figures(rec: dict, se, limit: int) -> dict:
     sr = rec["rate"]
     mono = rec["audio"].mean(axis=1)
     ex, minutes = exact_minutes(mono, sr)
     bars = loop_bars(rec["timeline"]["events"], sr)
     xf = crossfades(rec)
-    jp = jumps(rec, se)
+    jp = jumps(rec, se, limit)
     return {
         "exact": ex,
         "minutes": minutes,
@@ -278,6 +328,8 @@ def figures(rec: dict, se) -> dict:
         "offsets": [x["offset_ms"] for x in xf if "offset_ms" in x],
         "hits": [x["downbeat_hit"] for x in xf if "downbeat_hit" in x],
         "jumps": jp,
+        "jumps_total": sum(e["type"] == "jump" for e in rec["timeline"]["events"]),
+        "seams": loop_seams(rec, se),
         "speed": rec["timeline"]["speed"],
     }
 
@@ -296,15 +348,19 @@ def row(name: str, f: dict) -> str:
         f"{name[:38]:<38} {f['exact']:>3}/{f['minutes']:<3} {_q(bars, 50):>7.1f} "
         f"{sum(b <= 1.25 for b in bars):>3}/{len(bars):<3} "
         f"{_q(f['offsets'], 50):>6.0f} {_q(f['offsets'], 90):>6.0f} "
-        f"{sum(hits):>3}/{len(hits):<3} {len(jp):>5} {_q([j['click'] for j in jp], 90):>6.2f} "
+        f"{sum(hits):>3}/{len(hits):<3} {f['jumps_total']:>5} "
+        f"{_q([j['click'] for j in jp], 90):>6.2f} "
         f"{(min(dips) if dips else float('nan')):>6.1f} "
-        f"{_q([j['ibi_excess'] for j in jp], 90):>6.3f} {f['speed']:>6.1f}"
+        f"{_q([j['ibi_excess'] for j in jp], 90):>6.3f} "
+        f"{_q([j['surprise'] for j in jp], 50):>6.1f} "
+        f"{_q([j['surprise'] for j in f['seams']], 50):>6.1f} {f['speed']:>6.1f}"
     )
 
 
 HEADER = (
     f"{'prompt':<38} {'exact':>7} {'bars':>7} {'1-bar':>7} {'xf med':>6} {'xf p90':>6} "
-    f"{'db hit':>7} {'jumps':>5} {'clk90':>6} {'dipmin':>6} {'ibi90':>6} {'speed':>6}"
+    f"{'db hit':>7} {'jumps':>5} {'clk90':>6} {'dipmin':>6} {'ibi90':>6} {'surpr':>6} "
+    f"{'seam':>6} {'speed':>6}"
 )
 
 
@@ -312,7 +368,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--prompts", nargs="+", default=PROMPTS)
-    ap.add_argument("--before", action="store_true", help="playback.align: false (old transitions)")
+    ap.add_argument(
+        "--before", action="store_true", help="align: false, variation: loop (the old playback)"
+    )
+    ap.add_argument("--eval-jumps", type=int, default=40, help="jumps measured per prompt")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="keep the records and loops in this directory")
     ap.add_argument("--json", type=Path, help="write the figures as JSON")
@@ -320,7 +379,7 @@ def main() -> int:
     se = seam_eval()
     base = args.keep or Path(tempfile.mkdtemp(prefix="infiniloop-listen-"))
     print(
-        f"{'before (align: false)' if args.before else 'after (align: true)'}, "
+        f"{'before (align: false, variation: loop)' if args.before else 'after (align, branch)'}, "
         f"{args.minutes:g} min per prompt, seed {args.seed}"
     )
     print(HEADER)
@@ -331,17 +390,19 @@ def main() -> int:
         "offsets": [],
         "hits": [],
         "jumps": [],
+        "jumps_total": 0,
+        "seams": [],
         "speed": [],
     }
     per = {}
     for i, prompt in enumerate(args.prompts):
         rec = record(prompt, args.minutes, args.seed + i, args.before, base / f"p{i}")
-        f = figures(rec, se)
+        f = figures(rec, se, args.eval_jumps)
         per[prompt] = f
         print(row(prompt, f), flush=True)
-        for k in ("exact", "minutes"):
+        for k in ("exact", "minutes", "jumps_total"):
             allf[k] += f[k]
-        for k in ("bars", "offsets", "hits", "jumps"):
+        for k in ("bars", "offsets", "hits", "jumps", "seams"):
             allf[k] += f[k]
         allf["speed"].append(f["speed"])
     allf["speed"] = float(np.median(allf["speed"]))

@@ -125,39 +125,49 @@ def _config(args: argparse.Namespace) -> tuple[Config, str]:
 
 
 class Recorder:
-    """Runs producer, loop choice, hand-off and mixer into a sound file, unpaced."""
+    """The daemon's Session (producer, loop choice, hand-off, variation) and Player,
+    rendered into a sound file in rendered time instead of in real time."""
 
     def __init__(
         self, cfg: Config, prompt: str, *, seed: int | None, library_dir: Path | None
     ) -> None:
-        self.cfg = cfg
+        # A schedule would change the prompt at wall-clock times: not in a recording.
+        self.cfg = dataclasses.replace(cfg, schedule=[])
         self.prompt = prompt
         self.seed = seed
         self.tmp = Path(tempfile.mkdtemp(prefix="infiniloop-record-"))
         self.library_dir = library_dir if library_dir is not None else self.tmp / "loops"
         self.events: list[dict[str, Any]] = []
-        self.handed: dict[str, dict[str, Any]] = {}
-        self.entries: dict[str, Any] = {}
-        self.sizes: dict[str, int] = {}  # frames of each loop as it came from the library
+        self.handed: dict[str, dict[str, Any]] = {}  # what the hand-off gave the player
+        self.session: Any = None
 
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     async def run(self, out: Path, minutes: float, *, progress: bool = False) -> dict[str, Any]:
         """Record `minutes` of audio into `out`; returns the timeline."""
-        import soundfile as sf
-
+        from infiniloopd.core.session import Session
         from infiniloopd.library import Library
-        from infiniloopd.player.handoff import Handoff
-        from infiniloopd.player.mixer import Mixer
+        from infiniloopd.player.engine import Player
         from infiniloopd.producer import Producer
+        from infiniloopd.state import State
         from infiniloopd.worker import AnalyzerWorker
 
         cfg = self.cfg
         rate, channels = cfg.output.rate, cfg.output.channels
-        block = max(16, round(rate * cfg.output.block_ms / 1000.0))
+        tmp_out = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        sink = _SoundFile(tmp_out, FORMATS[out.suffix.lower()])
         # Loops are loudness-normalized: the file gets them at full scale, not the volume.
-        self.mixer = mixer = Mixer(rate, channels, block, volume=1.0)
+        self.player = player = Player(
+            sink,
+            rate=rate,
+            channels=channels,
+            block_ms=cfg.output.block_ms,
+            volume=1.0,
+            on_event=self._event,
+        )
+        session = self.session = Session(cfg, state=State(prompt=self.prompt), persist=False)
+        session.variation_seed = self.seed
         library = Library(self.library_dir, cfg.library.max_mb, rate=rate, channels=channels)
         await asyncio.to_thread(library.scan)
         a = cfg.analysis
@@ -169,62 +179,50 @@ class Recorder:
             min_loop=a.min_loop,
             max_loop=a.max_loop,
         )
-        self.producer = producer = Producer(
-            cfg,
+        producer = Producer(
+            session.effective_config(),
             library,
             worker,
-            lambda _name, _data: None,  # the producer logs what matters itself
+            session.emit,
             prompt=self.prompt,
             spool=self.tmp / "spool",
             seed=self.seed,
         )
-        self.handoff = Handoff(self._play, rate, stretch=cfg.playback.align)
-        warm = asyncio.create_task(worker.start(), name="analyzer-warm-up")
-        producing = asyncio.create_task(producer.run(), name="producer")
+        session.attach(
+            output=sink, player=player, library=library, worker=worker, producer=producer
+        )
+        session.handoff.on_deliver = self._delivered
         total = max(1, round(minutes * 60 * rate))
         fade_at = total - min(total, round(END_FADE * rate))
-        tick = max(block, round(TICK * rate))
-        buf = np.zeros((block, channels), dtype=np.float32)
-        tmp_out = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tick = max(player.block, round(TICK * rate))
         started = time.monotonic()
         written = 0
+        closed = False
         bar = _Progress(total / rate) if progress else None
         try:
-            first = await asyncio.to_thread(producer.first_loop)
-            if first is not None:
-                self._hand(*first)
-            with sf.SoundFile(
-                tmp_out, "w", rate, channels, format=FORMATS[out.suffix.lower()], subtype="PCM_24"
-            ) as f:
-                while written < total:
-                    if written < fade_at:  # no new loop once the closing fade-out began
-                        await self._choose(producing)
-                    end = min(total, written + tick)
-                    while written < end:
-                        if written == fade_at:
-                            mixer.stop(END_FADE)
-                        n = min(block, end - written)
-                        if written < fade_at:  # blocks end exactly where the fade-out starts
-                            n = min(n, fade_at - written)
-                        mixer.render_into(buf[:n])
-                        f.write(buf[:n])
-                        written += n
-                    self._drain()
-                    if bar is not None:
-                        bar.show(written / rate, time.monotonic() - started)
-                    await asyncio.sleep(0)  # let the producer and the worker run
+            await session.start(switcher=False)
+            while written < total:
+                if written < fade_at:  # no new loop once the closing fade-out began
+                    await self._choose()
+                elif written == fade_at:
+                    player.stop(END_FADE)
+                end = min(total, written + tick)
+                if written < fade_at:  # the fade-out starts exactly at its frame
+                    end = min(end, fade_at)
+                player.render(end - written)
+                written = end
+                if bar is not None:
+                    bar.show(written / rate, time.monotonic() - started)
+                await asyncio.sleep(0)  # let the producer, the worker and the session run
+            closed = True
+            await session.close()  # closes the file, too
             os.replace(tmp_out, out)
         finally:
             if bar is not None:
                 bar.done()
+            if not closed:
+                await session.close()
             tmp_out.unlink(missing_ok=True)
-            producing.cancel()
-            warm.cancel()
-            await asyncio.gather(producing, warm, return_exceptions=True)
-            try:
-                await asyncio.wait_for(worker.close(), 5.0)
-            except Exception as exc:  # best effort at exit
-                log.warning("analyzer worker did not close cleanly: %s", exc)
         elapsed = time.monotonic() - started
         self.events.sort(key=lambda e: e["at"])
         return {
@@ -236,89 +234,94 @@ class Recorder:
             "seed": self.seed,
             "min_play": cfg.playback.min_play,
             "crossfade": cfg.playback.crossfade,
+            "variation": cfg.playback.variation,
             "render_seconds": round(elapsed, 3),
             "speed": round(written / rate / max(elapsed, 1e-6), 2),
             "events": self.events,
         }
 
-    # --- the daemon's loop choice, in rendered time ------------------------------------
-
-    async def _choose(self, producing: asyncio.Task) -> None:
-        """What the daemon's switch tick does; waits where the daemon would have a loop."""
-        producer, mixer = self.producer, self.mixer
-        min_play = self.cfg.playback.min_play
+    async def _choose(self) -> None:
+        """The daemon's switch tick, in rendered time. Where the daemon would switch but
+        the next loop is still being generated, wait for it (a record is what a daemon
+        with a fast enough generator plays)."""
+        session, producer = self.session, self.session.producer
         while True:
-            await self.handoff.wait()
-            if producing.done():
-                producing.result()  # its error, if any
-                raise UserError("record: the producer stopped")
-            deck = mixer.target
-            if mixer.pending is not None:
-                return  # a transition is on its way to its bar line
-            played = deck.played / mixer.rate if deck is not None else 0.0
-            if deck is None or producer.should_switch(played, min_play):
-                ready = producer.take_ready()
-                if ready is not None:
-                    self._hand(*ready)
-                    continue  # the hand-off may be stretching
-                if deck is not None:
-                    return
-            elif played < min_play:
-                return
-            # Time to switch (or nothing plays yet) but nothing is ready: wait for the
-            # generator, unless it cannot deliver.
+            await session.settled()
+            session.switch_tick()
+            await session.settled()
+            st = self.player.status()
+            if st.key is not None and st.played < session.settings.min_play:
+                return  # the loop plays on
+            if producer.ready():
+                continue  # a loop came while we looked: the next tick takes it
             status = producer.status()
             if status["consecutive_failures"] >= FAIL_AFTER:
-                if deck is not None:
+                if st.key is not None:
                     return  # the daemon keeps playing what it has; so does the record
                 raise UserError(f"record: no loop to play: {status['last_error']}")
-            if not status["generating"] and status["retry_in"] is None and deck is not None:
-                return
+            idle = not status["generating"] and status["retry_in"] is None
+            if idle and st.key is not None:
+                return  # nothing more is coming: the loop plays on
+            if not any(t.get_name() == "producer" and not t.done() for t in session.tasks):
+                raise UserError("record: the producer stopped")
             await asyncio.sleep(0.05)
 
-    def _hand(self, entry: Any, audio: np.ndarray) -> None:
-        self.entries[entry.id] = entry
-        self.sizes[entry.id] = int(audio.shape[0])
-        crossfade = self.cfg.playback.crossfade
-        self.handoff.hand(
-            entry.id, audio, crossfade, grid=getattr(entry, "grid", None), bpm=entry.bpm
-        )
+    def _delivered(self, key: str, audio: np.ndarray, grid: Any, bpm: Any, stretched: bool) -> None:
+        from infiniloopd.player.transitions import grid_to_dict, make_grid
 
-    def _play(self, key: str, audio: np.ndarray, crossfade: float, *, grid: Any, bpm: Any) -> None:
-        """The hand-off's target: the mixer's bar-line transition."""
-        from infiniloopd.player.transitions import grid_to_dict
+        frames = int(audio.shape[0])
+        if grid is None:  # the grid the mixer plans with: from the tempo alone
+            grid = grid_to_dict(make_grid(None, bpm, frames, self.player.rate))
+        self.handed[key] = {"bpm": bpm, "frames": frames, "grid": grid, "stretched": stretched}
 
-        if self.cfg.playback.align:
-            self.mixer.transition(key, audio, crossfade, grid=grid, bpm=bpm)
-        else:  # the old behaviour: crossfade at once, from the loop's first sample
-            self.mixer.play(key, audio, crossfade, grid=grid, bpm=bpm)
-        deck = self.mixer.target
-        self.handed[key] = {
-            "bpm": bpm,
-            "frames": int(audio.shape[0]),
-            "grid": grid_to_dict(deck.grid) if deck is not None and deck.grid else grid,
-            "stretched": int(audio.shape[0]) != self.sizes.get(key),
-        }
-
-    def _drain(self) -> None:
-        mixer = self.mixer
-        events, mixer.events = mixer.events, []
-        for name, data in events:
-            kind = TIMELINE_EVENTS.get(name)
-            if kind is None or "at" not in data:
-                continue
+    def _event(self, name: str, data: dict[str, Any]) -> None:
+        """The player's events (on this thread): into the timeline, then to the session."""
+        kind = TIMELINE_EVENTS.get(name)
+        if kind is not None and "at" in data:
             event: dict[str, Any] = {"at": int(data["at"]), "type": kind}
             event.update({k: v for k, v in data.items() if k not in ("at", "key")})
             key = data.get("key")
-            if kind == "loop" and key is not None:
-                entry = self.entries.get(key)
+            if key is not None:
                 event["id"] = key
+            if kind == "loop" and key is not None:
+                entry = self.session.entries_by_id.get(key)
                 if entry is not None:
                     event.update(prompt=entry.prompt, source_bpm=entry.bpm, seconds=entry.seconds)
                 event.update(self.handed.get(key, {}))
-            elif key is not None:
-                event["id"] = key
             self.events.append(event)
+        self.session.player_event(name, data)
+
+
+class _SoundFile:
+    """The record's output: 24-bit WAV or FLAC through libsndfile, as fast as rendered."""
+
+    name = "record"
+    paced = False
+    xruns = 0
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path = path
+        self.fmt = fmt
+        self._file: Any = None
+
+    def open(self, rate: int, channels: int) -> None:
+        import soundfile as sf
+
+        self.close()
+        self._file = sf.SoundFile(self.path, "w", rate, channels, format=self.fmt, subtype="PCM_24")
+
+    def write(self, frames: np.ndarray) -> None:
+        if self._file is None:
+            raise RuntimeError("record output is not open")
+        self._file.write(frames)
+
+    def close(self) -> None:
+        if self._file is not None:
+            f, self._file = self._file, None
+            f.close()
+
+    def describe(self) -> str:
+        return f"record: {self.path} ({self.fmt})"
 
 
 class _Progress:

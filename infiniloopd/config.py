@@ -292,6 +292,8 @@ class PlaybackConfig:
     volume: int = _k(80, Number("an integer between 0 and 100", lo=0, hi=100, integer=True))
     # Bar-line, tempo-matched transitions (false: crossfade at once, as before).
     align: bool = _k(True, Flag("true or false"))
+    # branch: jump between similar beats of the prompt's loops; loop: plain looping
+    variation: str = _k("branch", Choice("one of branch, loop", choices=("branch", "loop")))
 
 
 @dataclass

@@ -80,7 +80,7 @@ async def open_session(
     rec = Recorder()
     session.add_listener(rec)
     output = NullOutput()
-    player = Player(output, rate=32000, channels=1, volume=0.5, on_event=session._player_event)
+    player = Player(output, rate=32000, channels=1, volume=0.5, on_event=session.player_event)
     player.start()
     library = Library(tmp_path / "lib", 100, rate=32000, channels=1)
     library.scan()

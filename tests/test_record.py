@@ -21,13 +21,11 @@ TOL = round(0.025 * RATE)  # 25 ms
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def record(tmp_path_factory) -> tuple[np.ndarray, dict, Path]:
-    tmp = tmp_path_factory.mktemp("record")
+def _record(tmp: Path, variation: str, prompt: str, seconds: int) -> tuple[np.ndarray, dict, Path]:
     cfg = tmp / "config.yaml"
     cfg.write_text(
-        "generator:\n  backend: synth\n  seconds: 10\n"
-        "playback:\n  min_play: 8\n  crossfade: 2\n"
+        f"generator:\n  backend: synth\n  seconds: {seconds}\n"
+        f"playback:\n  min_play: 8\n  crossfade: 2\n  variation: {variation}\n"
         f"output:\n  rate: {RATE}\n  channels: 2\n"
     )
     env = {**os.environ}
@@ -35,13 +33,28 @@ def record(tmp_path_factory) -> tuple[np.ndarray, dict, Path]:
         env[name] = str(tmp / name.lower())
     out, timeline, lib = tmp / "rec.flac", tmp / "rec.json", tmp / "lib"
     argv = [sys.executable, "-m", "infiniloopd", "record", str(out), "--minutes", str(MINUTES)]
-    argv += ["--prompt", "funk groove with drums and bass", "--seed", "7"]
+    argv += ["--prompt", prompt, "--seed", "7"]
     argv += ["--timeline", str(timeline), "--library", str(lib), "--config", str(cfg)]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # The record runs the daemon's session, but never as the user's daemon: no state.
+    assert not list((tmp / "xdg_state_home").rglob("state.json"))
     audio, sr = sf.read(out, dtype="float32", always_2d=True)
     assert sr == RATE
     return audio, json.loads(timeline.read_text()), lib
+
+
+@pytest.fixture(scope="module")
+def record(tmp_path_factory) -> tuple[np.ndarray, dict, Path]:
+    """Plain looping: which loop plays when is known from the timeline alone."""
+    return _record(tmp_path_factory.mktemp("record"), "loop", "funk groove with drums and bass", 10)
+
+
+@pytest.fixture(scope="module")
+def branch(tmp_path_factory) -> tuple[np.ndarray, dict, Path]:
+    """The default, playback.variation: branch."""
+    tmp = tmp_path_factory.mktemp("branch")
+    return _record(tmp, "branch", "lofi hip hop beat, relaxed piano", 20)
 
 
 def test_length_is_the_minutes_asked(record):
@@ -75,18 +88,38 @@ def test_no_silence(record):
     assert rms.min() > 1e-3, f"a silent 50 ms window at {np.argmin(rms) * 0.05:.2f} s"
 
 
-def test_no_clicks_at_transitions(record):
-    audio, timeline, _ = record
+def _clicks(audio: np.ndarray, timeline: dict, kinds: tuple[str, ...]) -> None:
     mono = audio[:, 0]
     for e in timeline["events"]:
-        if e["type"] not in ("transition_start", "transition_end"):
+        if e["type"] not in kinds or e["at"] < RATE or e["at"] + RATE > mono.size:
             continue
         at = e["at"]
         around = np.abs(np.diff(mono[at - RATE : at + RATE]))
         near = np.abs(np.diff(mono[at - 3 : at + 3]))
         # A click is a step at the switch far above the music's own sample-to-sample
         # motion (seam_eval's click score: <= 1.5).
-        assert near.max() <= 1.5 * np.percentile(around, 99.9) + 1e-4, f"click at {at}"
+        assert near.max() <= 1.5 * np.percentile(around, 99.9) + 1e-4, f"{e['type']} click at {at}"
+
+
+def test_no_clicks_at_transitions(record):
+    _clicks(*record[:2], ("transition_start", "transition_end"))
+
+
+def test_branch_jumps_between_the_prompts_loops_without_clicks(branch):
+    audio, timeline, _ = branch
+    events = timeline["events"]
+    jumps = [e for e in events if e["type"] == "jump"]
+    loops = {e["id"] for e in events if e["type"] == "loop"}
+    assert jumps, "45 s of branch variation without a jump"
+    for j in jumps:
+        assert j["from"]["loop"] in loops and j["to"]["loop"] in loops
+        assert isinstance(j["to"]["beat"], int)
+    _clicks(audio, timeline, ("jump", "transition_start", "transition_end"))
+
+
+def test_branch_record_is_never_silent(branch):
+    audio, _, _ = branch
+    test_no_silence((audio, None, None))
 
 
 def _loop_audio(lib: Path, loop: dict) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -78,8 +79,12 @@ class Session:
         *,
         state: State | None = None,
         notify: Notify | None = None,
+        persist: bool = True,
     ) -> None:
         self.cfg = cfg
+        self.persist = persist  # False: never write state.json (`infiniloopd record`)
+        self.variation_seed: int | None = None  # seeds the jump draws (record --seed)
+        self._varying: asyncio.Future | None = None  # a jump table being built
         self.config_path = config_path
         self._notify = notify or (lambda *lines: None)
         self.started = time.monotonic()
@@ -131,7 +136,7 @@ class Session:
             channels=out.channels,
             block_ms=out.block_ms,
             volume=self.settings.volume / 100,
-            on_event=self._player_event,
+            on_event=self.player_event,
         )
         # A file that cannot be written is a config error; a sound server that is not
         # up yet is retried in the background so the daemon stays controllable.
@@ -176,14 +181,17 @@ class Session:
         if self.state.stats:
             self.producer.stats = self.state.stats
 
-    async def start(self) -> None:
-        """Start playing (or stay paused as saved) and run the producer and the switcher."""
+    async def start(self, *, switcher: bool = True) -> None:
+        """Start playing (or stay paused as saved) and run the producer and the switcher.
+
+        `switcher=False`: whoever renders the audio calls `switch_tick` itself, in
+        rendered time (`infiniloopd record`).
+        """
         self.mode = "paused" if self.settings.paused else "playing"
         await self._play_first()
-        self.tasks += [
-            asyncio.create_task(self._run_producer(), name="producer"),
-            asyncio.create_task(self._switch_loop(), name="switcher"),
-        ]
+        self.tasks.append(asyncio.create_task(self._run_producer(), name="producer"))
+        if switcher:
+            self.tasks.append(asyncio.create_task(self._switch_loop(), name="switcher"))
         if self.cfg.schedule:
             from infiniloopd.core.schedule import Scheduler
 
@@ -255,7 +263,7 @@ class Session:
 
     def schedule_save(self) -> None:
         """Write state.json soon; several quick changes make one write."""
-        if self.loop is None or self._save_handle is not None:
+        if not self.persist or self.loop is None or self._save_handle is not None:
             return
         self._save_handle = self.loop.call_later(STATE_SAVE_DELAY, self._save_soon)
 
@@ -319,12 +327,12 @@ class Session:
         if name == "loop_ready" and self.current is None:
             # The very first loop: start it now rather than at the next switch tick.
             try:
-                self._switch_tick()
+                self.switch_tick()
             except Exception:
                 log.exception("loop switching failed (will retry)")
 
-    def _player_event(self, name: str, data: dict[str, Any]) -> None:
-        # Called on the audio thread: hop to the loop, do nothing else here.
+    def player_event(self, name: str, data: dict[str, Any]) -> None:
+        """The player's on_event: called on the audio thread; hops to the event loop."""
         loop = self.loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._on_player_event, name, dict(data))
@@ -413,9 +421,56 @@ class Session:
         self.schedule_save()  # the history survives a restart
 
     def _play_loop(self, key: str, audio: Any, crossfade: float, *, grid: Any, bpm: Any) -> None:
+        """The hand-off's delivery: the loop as it will sound (perhaps tempo-matched)."""
         self.player.play_loop(
             key, audio, crossfade, grid=grid, bpm=bpm, align=self.cfg.playback.align
         )
+        self._vary(key, audio, grid, bpm)
+
+    def _vary(self, key: str, audio: Any, grid: Any, bpm: Any) -> None:
+        """playback.variation branch: build the jump table of the loop just handed over,
+        with the ready queue's and the library's loops of its prompt, off the event loop,
+        then give it to the loop's deck."""
+        if self._varying is not None and not self._varying.done():
+            self._varying.cancel()  # a table for a loop that is already on its way out
+        entry = self.entries_by_id.get(key)
+        if self.cfg.playback.variation != "branch" or entry is None:
+            return
+        from infiniloopd.player.variation import PoolLoop, build_brancher
+
+        rate = self.player.rate
+        library = self.library
+
+        def load(e: Any) -> PoolLoop:
+            return PoolLoop(e.id, library.load(e), e.grid_at(rate), e.bpm)
+
+        want = prompt_key(entry.prompt)
+        same = [*self.producer.ready(), *reversed(library.entries())]
+        others = [
+            (None, functools.partial(load, e))
+            for e in same
+            if e.id != key and prompt_key(e.prompt) == want
+        ]
+        seed = None if self.variation_seed is None else self.variation_seed + self.loops_played
+        current = PoolLoop(key, audio, grid, bpm)
+        task = asyncio.ensure_future(asyncio.to_thread(build_brancher, current, others, rate, seed))
+        self._varying = task
+
+        def done(task: asyncio.Future) -> None:
+            if task.cancelled():
+                return
+            if task.exception() is not None:
+                log.warning("variation: no jump table for %s: %s", key, task.exception())
+                return
+            self.player.set_variation(key, task.result())
+
+        task.add_done_callback(done)
+
+    async def settled(self) -> None:
+        """Until the loop handed over last is with the player, jump table and all."""
+        await self.handoff.wait()
+        while self._varying is not None and not self._varying.done():
+            await asyncio.wait({self._varying})
 
     def _touch(self, entry: Any) -> None:
         try:
@@ -428,11 +483,13 @@ class Session:
         while True:
             await asyncio.sleep(TICK)
             try:
-                self._switch_tick()
+                self.switch_tick()
             except Exception:
                 log.exception("loop switching failed (will retry)")
 
-    def _switch_tick(self) -> None:
+    def switch_tick(self) -> None:
+        """One decision of the switcher: start the next loop now or not. The daemon
+        calls it every TICK seconds; `infiniloopd record` every TICK of rendered audio."""
         if self.handoff.busy:
             return  # a loop is being tempo-matched; the player gets it in a moment
         if self.skip_pending:
@@ -606,7 +663,7 @@ class Session:
         if ready is None:
             ready = await self._library_next()
         if ready is None:
-            # Nothing to switch to yet: the skip waits for the next loop (see _switch_tick).
+            # Nothing to switch to yet: the skip waits for the next loop (see switch_tick).
             never = self._never_ready()
             if never:
                 raise NotReady(f"next: {never}")

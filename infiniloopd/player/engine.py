@@ -166,6 +166,11 @@ class Player:
             loop_seconds=audio.shape[0] / self.rate,
         )
 
+    def set_variation(self, key: str, source: Any) -> None:
+        """Give the deck playing `key` a variation source (player.variation.Brancher),
+        built off this thread; None returns it to plain looping."""
+        self._send(("variation", key, source))
+
     def set_volume(self, volume: float) -> None:
         """Set the volume (0..1), reached by a short ramp."""
         volume = min(1.0, max(0.0, float(volume)))
@@ -182,9 +187,9 @@ class Player:
         has_loop = self._predict("key") is not None
         self._send(("resume",), state=PLAYING if state == PAUSED and has_loop else state)
 
-    def stop(self) -> None:
-        """Ramp to silence and drop the current loop."""
-        self._send(("stop", None), state=STOPPED, key=None)
+    def stop(self, seconds: float | None = None) -> None:
+        """Ramp to silence (over `seconds`, default a short ramp) and drop the loop."""
+        self._send(("stop", seconds), state=STOPPED, key=None)
 
     def fade_out(self, seconds: float = 0.3) -> None:
         """Fade to silence over `seconds` and drop the loop; blocks until done (SIGTERM path)."""
@@ -226,6 +231,33 @@ class Player:
             xruns=int(getattr(output, "xruns", 0)),
             stalls=self._stalls,
         )
+
+    def render(self, frames: int) -> None:
+        """Render `frames` frames into the output on the calling thread, unpaced.
+
+        Offline rendering (`infiniloopd record`): the player is never started; the
+        caller drives it, and commands, events and status work as with the thread.
+        """
+        if self._thread is not None:
+            raise RuntimeError("render() is for a player that was not started")
+        if not self._opened:
+            self._output.open(self.rate, self.channels)
+            self._opened = self._output_ok = True
+        mixer = self._mixer
+        done = 0
+        while done < frames:
+            self._apply_commands(block=False, timeout=0.0)
+            n = min(self.block, frames - done)
+            buf = self._buf[:n]
+            mixer.render_into(buf)
+            self._output.write(buf)
+            done += n
+            self._written_frames += n
+            if mixer.events:
+                events, mixer.events = mixer.events, []
+                for name, data in events:
+                    self._emit(name, data)
+            self._publish()
 
     @property
     def alive(self) -> bool:
@@ -389,6 +421,14 @@ class Player:
                 mixer.transition(key, audio, crossfade, grid=grid, bpm=bpm)
             else:
                 mixer.play(key, audio, crossfade, grid=grid, bpm=bpm)
+        elif name == "variation":
+            key, source = args
+            # the newest deck of that loop (a loop played twice in a row has two), or
+            # the one waiting for its bar line
+            decks = list(mixer.decks) + ([mixer.pending[0]] if mixer.pending is not None else [])
+            deck = next((d for d in reversed(decks) if d.key == key), None)
+            if deck is not None:
+                deck.set_variation(source)
         elif name == "volume":
             mixer.set_volume(args[0])
         elif name == "pause":

@@ -36,6 +36,8 @@ class Handoff:
         self.playing_bpm: float | None = None
         self._token = 0
         self._busy: asyncio.Future | None = None
+        # Called as on_deliver(key, audio, grid, bpm, stretched) after each delivery.
+        self.on_deliver: Callable[..., None] | None = None
 
     @property
     def busy(self) -> bool:
@@ -91,7 +93,7 @@ class Handoff:
                 except Exception:
                     log.exception("time-stretch failed: playing %s at its own tempo", key)
                     out, new_grid, new_bpm = audio, grid, bpm
-                self._deliver(key, out, crossfade, new_grid, new_bpm)
+                self._deliver(key, out, crossfade, new_grid, new_bpm, out is not audio)
             finally:
                 if not delivered.done():
                     delivered.set_result(None)
@@ -99,7 +101,15 @@ class Handoff:
         fut.add_done_callback(done)
 
     def _deliver(
-        self, key: str, audio: np.ndarray, crossfade: float, grid: Any, bpm: float | None
+        self,
+        key: str,
+        audio: np.ndarray,
+        crossfade: float,
+        grid: Any,
+        bpm: float | None,
+        stretched: bool = False,
     ) -> None:
         self._play(key, audio, crossfade, grid=grid, bpm=bpm)
         self.playing_bpm = loop_bpm(grid, bpm, audio.shape[0], self.rate)
+        if self.on_deliver is not None:
+            self.on_deliver(key, audio, grid, bpm, stretched)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,10 +59,42 @@ class Deck:
     started: bool = False  # loop_started already reported
     grid: Grid | None = None  # beat grid, for planning the transition out of this deck
     transition: bool = False  # fading in as the incoming deck of a planned transition
+    # A variation source (player.variation.Brancher) or None: plain looping. With one,
+    # the deck may jump at beat boundaries and `audio`/`pos` follow the loop it is in.
+    variation: Any = None
 
     @property
     def frames(self) -> int:
         return int(self.audio.shape[0])
+
+    def set_variation(self, source: Any) -> None:
+        """Attach a variation source built for this deck's loop (None: plain looping).
+
+        The source starts where the deck is; detaching keeps playing the loop the
+        deck is in, from where it is.
+        """
+        if source is not None:
+            source.attach(self.pos)
+        self.variation = source
+
+    def read_into(self, dst: np.ndarray, events: list, at: int = 0) -> None:
+        """Fill dst with the deck's next len(dst) frames (before its gain envelope);
+        `at` is the mixer's clock at dst[0] (the position of jump events)."""
+        if self.variation is not None:
+            self.variation.read(self, dst, events, at)
+            return
+        # Plain looping: wrap by indexing.
+        n = dst.shape[0]
+        done = 0
+        length = self.frames
+        while done < n:
+            k = min(n - done, length - self.pos)
+            dst[done : done + k] = self.audio[self.pos : self.pos + k]
+            done += k
+            self.pos += k
+            if self.pos >= length:
+                self.pos = 0
+                self.repeats += 1
 
     def gain_now(self) -> float:
         """The deck's gain at its current frame (used when a new fade interrupts this one)."""
@@ -353,17 +386,7 @@ class Mixer:
             deck.started = True
             self.events.append(("loop_started", {"key": deck.key, "at": self.clock}))
         src = self._tmp[:n]
-        # Gather n frames from the loop, wrapping by indexing.
-        done = 0
-        length = deck.frames
-        while done < n:
-            k = min(n - done, length - deck.pos)
-            src[done : done + k] = deck.audio[deck.pos : deck.pos + k]
-            done += k
-            deck.pos += k
-            if deck.pos >= length:
-                deck.pos = 0
-                deck.repeats += 1
+        deck.read_into(src, self.events, self.clock)
         deck.played += n
         gone = False
         if deck.fading:
