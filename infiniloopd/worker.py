@@ -65,6 +65,23 @@ def _warm_clip(rate: int = 22050, seconds: float = 8.0) -> np.ndarray:
     return (0.5 * kick + 0.2 * chord).astype(np.float32)
 
 
+def grid_hint(music: Any, seconds: float) -> Any:
+    """The beat a generator wrote into its clip's facts (`tempo`, `beats_per_bar`,
+    `downbeat` seconds), as an analysis GridHint; None when they are missing or absurd
+    (then the beat is found from the audio, as for any generator)."""
+    from infiniloopd.analysis import GridHint
+
+    if not isinstance(music, dict):
+        return None
+    bpm, per_bar, down = music.get("tempo"), music.get("beats_per_bar"), music.get("downbeat")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (bpm, down))
+    if not numbers or not isinstance(per_bar, int) or isinstance(per_bar, bool):
+        return None
+    if not (30.0 <= bpm <= 300.0 and 2 <= per_bar <= 12 and 0.0 <= down < seconds):
+        return None
+    return GridHint(float(bpm), per_bar, float(down))
+
+
 def _serve(conn: Connection, params: _Params) -> None:
     """The worker process: answer requests until the pipe closes."""
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides, not us.
@@ -73,8 +90,9 @@ def _serve(conn: Connection, params: _Params) -> None:
         os.nice(5)  # below the daemon (and its audio thread), above the generator
     from infiniloopd.analysis import AnalysisError, analyse_clip
     from infiniloopd.audiofile import read_audio
+    from infiniloopd.generators.synth.facts import read_music
 
-    def analyse(y: np.ndarray, sr: int) -> tuple[np.ndarray, dict[str, Any]]:
+    def analyse(y: np.ndarray, sr: int, hint: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
         loop, points, info = analyse_clip(
             y,
             sr,
@@ -84,6 +102,7 @@ def _serve(conn: Connection, params: _Params) -> None:
             peak_ceiling_db=params.peak_ceiling_db,
             min_seconds=params.min_loop,
             max_seconds=params.max_loop,
+            hint=hint,
         )
         info = dict(info)
         info.update(
@@ -116,7 +135,7 @@ def _serve(conn: Connection, params: _Params) -> None:
                     conn.send(("fail", str(exc), {}))
                     continue
                 try:
-                    loop, info = analyse(y, sr)
+                    loop, info = analyse(y, sr, grid_hint(read_music(Path(payload)), len(y) / sr))
                 except AnalysisError as exc:
                     conn.send(("fail", str(exc), {}))
                     continue

@@ -79,6 +79,55 @@ def test_synth_clips_get_their_tempo_and_bar_lines(synth, prompt):
         assert np.allclose(loop[:k, 0], at[d : d + k], atol=1e-4)
 
 
+@pytest.mark.parametrize("prompt", ["night", "ambient drift", "techno", "jazz"])
+def test_the_synths_own_beat_is_used_when_it_says_it(synth, prompt):
+    """The daemon's path: the worker reads the composer's facts (tempo, meter, first bar
+    line) beside the clip and the loop gets exactly that grid, where the audio alone can
+    mislead the estimate (the ambient styles above)."""
+    from infiniloopd.worker import grid_hint
+
+    seconds, seed = 20.0, 0
+    y = synth.render(prompt, seconds, seed)
+    sr = synth.rate
+    bpm, offset, bpb = synth_bar_lines(prompt, seconds, seed)
+    music = synth.compose(prompt, seconds, seed).music
+    hint = grid_hint(music, seconds)
+    assert hint is not None and hint.bpm == bpm and hint.beats_per_bar == bpb
+    assert abs(hint.downbeat - offset) < 1e-6
+    loop, points, info = analyse_clip(
+        y, sr, out_rate=OUT, out_channels=1, target_lufs=None, hint=hint
+    )
+    grid = info["grid"]
+    assert grid["bpm"] == pytest.approx(bpm, rel=0.002)
+    assert info["bars"] >= 2
+    _check_grid_shape(grid, loop.shape[0], info["bars"], bpb)
+    bar = bpb * 60.0 / bpm
+    off = (info["downbeat_s"] - offset) % bar
+    assert min(off, bar - off) <= 0.005, f"frame 0 is {off:.4f} s past a bar line"
+    # the loop is whole bars of the composed tempo, to the sample give or take the seam
+    assert abs(points.frames - info["bars"] * bar * OUT) <= 0.005 * OUT
+
+
+def test_absurd_facts_give_no_hint():
+    from infiniloopd.worker import grid_hint
+
+    good = {"tempo": 90.0, "beats_per_bar": 4, "downbeat": 0.05}
+    assert grid_hint(good, 20.0) is not None
+    for bad in (
+        None,
+        [],
+        {**good, "tempo": 0},
+        {**good, "tempo": "90"},
+        {**good, "tempo": float("nan")},
+        {**good, "beats_per_bar": True},
+        {**good, "beats_per_bar": 1},
+        {**good, "downbeat": -1.0},
+        {**good, "downbeat": 25.0},
+        {"tempo": 90.0},
+    ):
+        assert grid_hint(bad, 20.0) is None, bad
+
+
 @pytest.mark.parametrize(
     "kw",
     [

@@ -7,7 +7,7 @@ with a one-line message).
 
 from .errors import AnalysisError
 from .grid import BeatGrid
-from .loop import DEFAULT_CROSSFADE_MS, LoopPoints, find_loop
+from .loop import DEFAULT_CROSSFADE_MS, GridHint, LoopPoints, find_loop
 from .loudness import limit_peaks, measure_lufs, normalize_loudness
 from .pipeline import analyse_clip, map_channels
 from .render import crossfade_gains, render_loop, rotate_loop
@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_CROSSFADE_MS",
     "AnalysisError",
     "BeatGrid",
+    "GridHint",
     "LoopPoints",
     "analyse_clip",
     "analyze_clip",

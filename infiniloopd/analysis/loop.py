@@ -107,10 +107,33 @@ class LoopPoints:
 
 
 @dataclass(frozen=True)
+class GridHint:
+    """What a generator knows of its clip's beat: tempo, meter and a bar line (seconds)."""
+
+    bpm: float
+    beats_per_bar: int
+    downbeat: float
+
+
+@dataclass(frozen=True)
 class _Beats:
     frames: np.ndarray  # beat positions in analysis frames
     period: float  # median beat period in frames
     tracked: bool  # False when the grid is synthetic (no pulse found)
+    seconds: np.ndarray | None = None  # exact beat times, when a hint gave them
+    phase: int | None = None  # the downbeat phase (mod the meter), when a hint gave it
+
+
+def _hinted_beats(f: Frames, hint: GridHint) -> _Beats:
+    """The beats a generator's hint gives: exact times, the bar line known."""
+    beat = 60.0 / hint.bpm
+    duration = f.onset.size * f.hop_seconds
+    k0 = -int(hint.downbeat // beat)
+    times = hint.downbeat + beat * np.arange(k0, int((duration - hint.downbeat) / beat) + 1)
+    times = times[(times >= 0.0) & (times < duration - f.hop_seconds)]
+    frames = np.round(times / f.hop_seconds).astype(np.int64)
+    phase = int(np.argmin(np.abs(times - hint.downbeat))) % hint.beats_per_bar
+    return _Beats(frames, beat / f.hop_seconds, True, times, phase)
 
 
 def _find_beats(f: Frames) -> _Beats:
@@ -323,12 +346,14 @@ def find_loop(
     min_seconds: float = 3.0,
     max_seconds: float | None = None,
     crossfade_ms: float = DEFAULT_CROSSFADE_MS,
+    hint: GridHint | None = None,
 ) -> LoopPoints:
     """Find the best seamless loop in y ((frames,) or (frames, channels) float audio).
 
     The loop is a whole number of bars when a meter is found (else of beats), between
     min_seconds and max_seconds long, and leaves crossfade_ms of audio after its end
-    for render_loop. Raises AnalysisError for audio that cannot be looped.
+    for render_loop. Raises AnalysisError for audio that cannot be looped. A `hint`
+    (the generator's own tempo, meter and bar line) replaces beat and meter finding.
     """
     a = validate_clip(y, sr, min_seconds=min_seconds)
     mono = to_mono(a)
@@ -343,14 +368,18 @@ def find_loop(
 
     x16 = resample(mono, sr, ANALYSIS_RATE) if sr != ANALYSIS_RATE else mono
     f = frame_features(x16)
-    b = _find_beats(f)
-    beat_s = b.frames * f.hop_seconds  # beat times in seconds
+    b = _find_beats(f) if hint is None else _hinted_beats(f, hint)
+    # beat times in seconds
+    beat_s = b.frames * f.hop_seconds if b.seconds is None else b.seconds
     nb = beat_s.size
     d, d_chroma, level = _beat_distance(f, b)
     bpm = 60.0 / (b.period * f.hop_seconds)
 
-    meter = _meter(d) if b.tracked else 1
-    phase = _downbeat_phase(d_chroma, f, b.frames, meter)
+    if hint is not None and b.phase is not None:
+        meter, phase = hint.beats_per_bar, b.phase
+    else:
+        meter = _meter(d) if b.tracked else 1
+        phase = _downbeat_phase(d_chroma, f, b.frames, meter)
 
     starts = np.round(beat_s * sr).astype(np.int64) - pre
     lo_fade, hi_fade = _fade_bounds(level)
@@ -397,9 +426,13 @@ def find_loop(
     bi = ai + lags[li]
     start = int(max(0, starts[ai]))
     coarse_end = start + int(round((beat_s[bi] - beat_s[ai]) * sr))
-    end = _refine_end(mono, sr, f, b.frames[ai], b.frames[bi], start, coarse_end, b.period, xf)
+    if hint is None:
+        end = _refine_end(mono, sr, f, b.frames[ai], b.frames[bi], start, coarse_end, b.period, xf)
+        reach = f.hop_seconds * sr  # the waveform search spans +-0.6 of this
+    else:  # the length is known to the sample: only a few ms for the waveform to line up
+        end, reach = coarse_end, 0.004 * sr / 0.6
     start, end = _place_seam(mono, sr, start, end, xf)
-    end = _align_waveform(mono, sr, start, end, f.hop_seconds * sr, xf)
+    end = _align_waveform(mono, sr, start, end, reach, xf)
     end = int(min(max(end, start + int(min_seconds * sr)), n - xf))
     beats = int(lags[li])
     bpb = step if step > 1 else 1

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .errors import AnalysisError
-from .loop import DEFAULT_CROSSFADE_MS, LoopPoints, find_loop
+from .loop import DEFAULT_CROSSFADE_MS, GridHint, LoopPoints, find_loop
 from .loudness import measure_lufs, normalize_loudness
 from .render import render_loop, rotate_loop
 from .resample import resample
@@ -51,6 +51,7 @@ def analyse_clip(
     max_seconds: float | None = None,
     crossfade_ms: float = DEFAULT_CROSSFADE_MS,
     peak_ceiling_db: float = -1.0,
+    hint: GridHint | None = None,
 ) -> tuple[np.ndarray, LoopPoints, dict[str, Any]]:
     """Validate, resample, find and render the loop, map channels, normalize loudness.
 
@@ -58,7 +59,8 @@ def analyse_clip(
     samples of the resampled clip, info). The clip is resampled before the search,
     not the loop after it: resampling a loop on its own would need circular padding
     and could not keep its length an exact whole number of samples, while points found
-    at the output rate are exact there. target_lufs=None keeps the level.
+    at the output rate are exact there. target_lufs=None keeps the level. `hint`: the
+    generator's own tempo, meter and bar line, used instead of finding the beat.
     info: input_rate, input_channels, input_seconds, out_rate, out_channels,
     start_s/end_s (seconds into the clip), seconds, bpm, score, beats,
     beats_per_bar, bars, rotation (frames the rendered loop was rotated by so that
@@ -76,6 +78,7 @@ def analyse_clip(
         min_seconds=min_seconds,
         max_seconds=max_seconds,
         crossfade_ms=crossfade_ms,
+        hint=hint,
     )
     rendered = render_loop(at_rate, out_rate, points, crossfade_ms=crossfade_ms)
     # frame 0 on a downbeat: players enter and leave loops on bar lines

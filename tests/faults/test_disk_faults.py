@@ -32,10 +32,11 @@ def mount_tmpfs(where: Path, size: str) -> None:
 
 
 def fill(directory: Path) -> Path:
-    """Write a file until the filesystem is full."""
+    """Write a file until the filesystem is full (the daemon's loops may have filled it
+    already: the file was created before the daemon started, so it can always be opened)."""
     path = directory / "filler"
     chunk = b"\0" * 65536
-    with open(path, "wb") as fh:
+    with open(path, "ab") as fh:
         while True:
             try:
                 fh.write(chunk)
@@ -63,6 +64,7 @@ def full(tmp_path_factory):
     root = tmp_path_factory.mktemp("disk")
     disk = root / "disk"
     mount_tmpfs(disk, "6m")
+    (disk / "filler").touch()
     cfg = fault_config(
         root / "out.wav",
         playback={"min_play": 3600},

@@ -491,6 +491,9 @@ def compose(prompt: str, seconds: float, seed: int, clip: int | None = None) -> 
         "key": key,
         "home_key": f"{PITCH_NAMES[home_tonic]} {home_mode}",
         "tempo": bpm,
+        # the beat as composed: bars of 4 beats, the first bar line of the clip (s)
+        "beats_per_bar": 4,
+        "downbeat": round(offset + ((-pre_beats) % 4) * beat, 6),
         "instruments": sorted({program_name(p.program) for p in parts if p.bank != 128}),
         "drums": drums is not None,
         "section": section.name,
