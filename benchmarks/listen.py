@@ -12,8 +12,9 @@ tempo matching, each loop repeated exactly), through the same producer and mixer
 Figures, per prompt and overall, all from the audio; the timeline only says where
 to look:
 
-  exact min   minutes of the record that are one exact loop: the log-mel feature
-              autocorrelation reaches >= 0.97 at some period between 1.5 s and 30 s
+  exact min   minutes of the record that are one exact loop: in some 40 s window of
+              the minute (starting at 0, 10 or 20 s) the log-mel feature
+              autocorrelation reaches >= 0.97 at some period between 1.5 s and 20 s
   bars med    median loop length in bars (each distinct loop once; from its grid)
   1-bar       loops of at most 1.25 bars
   xf off med/p90  beat offset between the two loops during each crossfade, in ms:
@@ -26,6 +27,8 @@ to look:
   db hits     crossfades whose incoming downbeat lands within 35 ms of an outgoing
               downbeat; a loop's downbeats are its tracked beats nearest to its grid's
               bar lines, placed in the record by that same correlation
+  nobt        crossfades left out of the two figures above: in one of the loops the
+              tracker hears no steady beat at (a multiple of) its grid tempo (pads)
   jumps       variation jumps; click p90, worst dip (dB), beat-interval excess p90
               and median continuation surprise at the jumps (seam_eval.py's
               metrics on the record from 8 s before to 16 s after each, at most
@@ -77,6 +80,13 @@ def seam_eval():
 
 
 # --- recording ------------------------------------------------------------------------
+
+
+def load(work: Path) -> dict:
+    """A record kept by an earlier run (--keep), to measure again (--measure)."""
+    audio, rate = sf.read(work / "rec.flac", dtype="float32", always_2d=True)
+    tl = json.loads((work / "rec.json").read_text())
+    return {"audio": audio, "rate": rate, "timeline": tl, "lib": work / "lib", "wall": 0.0}
 
 
 def record(prompt: str, minutes: float, seed: int, before: bool, work: Path) -> dict:
@@ -133,8 +143,14 @@ def periodicity(x: np.ndarray, sr: int, lo: float = 1.5, hi: float = 30.0) -> tu
 
 
 def exact_minutes(mono: np.ndarray, sr: int) -> tuple[int, int]:
+    """Minutes that are one exact loop: some 40 s window of the minute (at 0, 10 or 20 s)
+    repeats itself with a period of 1.5-20 s (a crossfade to the next loop, once a
+    minute, spoils one window, not all three)."""
     n = mono.size // (60 * sr)
-    hits = sum(periodicity(mono[m * 60 * sr : (m + 1) * 60 * sr], sr)[0] >= EXACT for m in range(n))
+    hits = 0
+    for m in range(n):
+        windows = [mono[(60 * m + o) * sr : (60 * m + o + 40) * sr] for o in (0, 10, 20)]
+        hits += max(periodicity(w, sr, hi=20.0)[0] for w in windows) >= EXACT
     return int(hits), int(n)
 
 
@@ -163,9 +179,10 @@ def loop_audio(lib: Path, loop: dict, sr: int) -> np.ndarray:
     return audio.mean(axis=1)
 
 
-def phase_at(rec: np.ndarray, start: int, loop: np.ndarray, sr: int) -> int:
-    """The frame of `loop` that plays at record sample `start` (cross-correlation)."""
-    seg = rec[start : start + sr]
+def phase_at(rec: np.ndarray, start: int, loop: np.ndarray, sr: int, length: int = 0) -> int:
+    """The frame of `loop` that plays at record sample `start` (cross-correlation over
+    `length` samples, default a second)."""
+    seg = rec[start : start + (length or sr)]
     n = loop.size
     tiled = np.tile(loop, 2 + seg.size // n)[: n + seg.size]
     corr = signal.correlate(tiled, seg, mode="valid", method="fft")
@@ -216,14 +233,21 @@ def snap(loop: dict, beats: np.ndarray, n: int) -> np.ndarray:
     return np.array([ring[np.argmin(np.abs(ring - g))] for g in grid], dtype=np.int64) % n
 
 
+def deck_jumps(rec: dict, deck: dict) -> list[dict]:
+    """The variation jumps of the deck that started as `deck` (a loop event)."""
+    return [
+        e
+        for e in rec["timeline"]["events"]
+        if e["type"] == "jump" and e.get("id") == deck["id"] and e["at"] >= deck["at"]
+    ]
+
+
 def sounding(rec: dict, deck: dict, t: int) -> dict:
     """What the deck that started as `deck` (a loop event) plays at sample t: its own
     loop, or the pool loop its last variation jump before t went to."""
     last = None
-    for e in rec["timeline"]["events"]:
-        if e["at"] >= t:
-            break
-        if e["type"] == "jump" and e.get("id") == deck["id"] and e["at"] >= deck["at"]:
+    for e in deck_jumps(rec, deck):
+        if e["at"] < t:
             last = e
     if last is None or last["to"]["loop"] == deck["id"]:
         return deck
@@ -232,6 +256,21 @@ def sounding(rec: dict, deck: dict, t: int) -> dict:
     sidecar = next(rec["lib"].rglob(f"{key}.json"), None)
     grid = json.loads(sidecar.read_text()).get("grid") if sidecar is not None else None
     return {"id": key, "grid": grid, "frames": None}
+
+
+def audible_beat(beats: np.ndarray, loop: dict, n: int, sr: int) -> bool:
+    """Does the tracker hear a steady beat in the loop at (a multiple of) its grid tempo?
+    Pads and drones give it arbitrary onsets: no beat to measure an offset against."""
+    if beats.size < 4:
+        return False
+    ibi = np.diff(beats)
+    if np.std(ibi) > 0.15 * np.mean(ibi):
+        return False
+    bpm = (loop.get("grid") or {}).get("bpm") or loop.get("bpm")
+    if not bpm:
+        return True
+    ratio = float(np.median(ibi)) / (60.0 * sr / bpm)
+    return any(abs(ratio / m - 1.0) <= 0.06 for m in (0.5, 1.0, 2.0))
 
 
 def crossfades(rec: dict) -> list[dict]:
@@ -248,15 +287,31 @@ def crossfades(rec: dict) -> list[dict]:
         news = [e for e in loops if e["id"] == s["id"] and e["at"] == t]
         if not olds or not news:
             continue
-        old, new = sounding(rec, olds[-1], t - sr), sounding(rec, news[0], t + fade)
+        old, new = sounding(rec, olds[-1], t), sounding(rec, news[0], t + fade)
         a_old, a_new = loop_audio(lib, old, sr), loop_audio(lib, new, sr)
         n_old, n_new = a_old.size, a_new.size
-        # Where each loop's frame 0 lies in the record, from the audio.
-        p_old = phase_at(mono, t - sr, a_old, sr)
-        origin_old = t - sr - p_old
-        p_new = phase_at(mono, t + fade, a_new, sr)
+        # Where each loop's frame 0 lies in the record, from the audio: the outgoing
+        # loop in the second before the transition, the incoming one in the second after
+        # the fade, each measured only where its deck made no variation jump.
+        pad = sr // 20  # a jump's crossfade and then some
+        start = max([t - sr] + [e["at"] + pad for e in deck_jumps(rec, olds[-1]) if e["at"] < t])
+        end = min(
+            [t + fade + sr] + [e["at"] for e in deck_jumps(rec, news[0]) if e["at"] > t + fade]
+        )
+        if t - start < sr // 4 or end - (t + fade) < sr // 4:
+            continue  # too short to place a loop by correlation
+        p_old = phase_at(mono, start, a_old, sr, t - start)
+        origin_old = start - p_old
+        p_new = phase_at(mono, t + fade, a_new, sr, end - t - fade)
         origin_new = t + fade - p_new
         lo, hi = t, t + max(fade, 1)
+        heard = [
+            audible_beat(loop_beats(x["id"], a, sr), x, a.size, sr)
+            for x, a in ((old, a_old), (new, a_new))
+        ]
+        if not all(heard):
+            out.append({"at": t, "beatless": True})
+            continue
         b_old = placed(loop_beats(old["id"], a_old, sr), origin_old, n_old, lo - sr, hi + sr)
         b_new = placed(loop_beats(new["id"], a_new, sr), origin_new, n_new, lo, hi)
         item = {"at": t}
@@ -288,14 +343,36 @@ def seam_figures(se, x: np.ndarray, sr: int, n: int) -> dict:
 def jumps(rec: dict, se, limit: int) -> list[dict]:
     sr, mono = rec["rate"], rec["audio"].mean(axis=1).astype(np.float64)
     n = 8 * sr
-    ats = [
-        e["at"]
+    evs = [
+        e
         for e in rec["timeline"]["events"]
         if e["type"] == "jump" and e["at"] >= n and e["at"] + 2 * n <= mono.size
     ]
-    if len(ats) > limit:  # evenly spread over the record
-        ats = [ats[i] for i in np.linspace(0, len(ats) - 1, limit).round().astype(int)]
-    return [seam_figures(se, mono[at - n : at + 2 * n], sr, n) for at in ats]
+    if len(evs) > limit:  # evenly spread over the record
+        evs = [evs[i] for i in np.linspace(0, len(evs) - 1, limit).round().astype(int)]
+    out = []
+    for e in evs:
+        item = seam_figures(se, mono[e["at"] - n : e["at"] + 2 * n], sr, n)
+        if not all(beat_heard(rec, e[side]["loop"]) for side in ("from", "to")):
+            item["ibi_excess"] = None  # no beat to stumble: the tracker's figure is noise
+        out.append(item)
+    return out
+
+
+_heard: dict[str, bool] = {}
+
+
+def beat_heard(rec: dict, key: str) -> bool:
+    """audible_beat() for a loop of the record's library, by id."""
+    if key not in _heard:
+        sidecar = next(rec["lib"].rglob(f"{key}.json"), None)
+        loop = json.loads(sidecar.read_text()) if sidecar is not None else {"id": key}
+        loop["frames"] = None
+        audio = loop_audio(rec["lib"], loop, rec["rate"])
+        _heard[key] = audible_beat(
+            loop_beats(key, audio, rec["rate"]), loop, audio.size, rec["rate"]
+        )
+    return _heard[key]
 
 
 def loop_seams(rec: dict, se) -> list[dict]:
@@ -327,6 +404,7 @@ def figures(rec: dict, se, limit: int) -> dict:
         "bars": bars,
         "offsets": [x["offset_ms"] for x in xf if "offset_ms" in x],
         "hits": [x["downbeat_hit"] for x in xf if "downbeat_hit" in x],
+        "beatless": sum(bool(x.get("beatless")) for x in xf),
         "jumps": jp,
         "jumps_total": sum(e["type"] == "jump" for e in rec["timeline"]["events"]),
         "seams": loop_seams(rec, se),
@@ -348,7 +426,7 @@ def row(name: str, f: dict) -> str:
         f"{name[:38]:<38} {f['exact']:>3}/{f['minutes']:<3} {_q(bars, 50):>7.1f} "
         f"{sum(b <= 1.25 for b in bars):>3}/{len(bars):<3} "
         f"{_q(f['offsets'], 50):>6.0f} {_q(f['offsets'], 90):>6.0f} "
-        f"{sum(hits):>3}/{len(hits):<3} {f['jumps_total']:>5} "
+        f"{sum(hits):>3}/{len(hits):<3} {f['beatless']:>4} {f['jumps_total']:>5} "
         f"{_q([j['click'] for j in jp], 90):>6.2f} "
         f"{(min(dips) if dips else float('nan')):>6.1f} "
         f"{_q([j['ibi_excess'] for j in jp], 90):>6.3f} "
@@ -359,7 +437,7 @@ def row(name: str, f: dict) -> str:
 
 HEADER = (
     f"{'prompt':<38} {'exact':>7} {'bars':>7} {'1-bar':>7} {'xf med':>6} {'xf p90':>6} "
-    f"{'db hit':>7} {'jumps':>5} {'clk90':>6} {'dipmin':>6} {'ibi90':>6} {'surpr':>6} "
+    f"{'db hit':>7} {'nobt':>4} {'jumps':>5} {'clk90':>6} {'dipmin':>6} {'ibi90':>6} {'surpr':>6} "
     f"{'seam':>6} {'speed':>6}"
 )
 
@@ -375,6 +453,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="keep the records and loops in this directory")
     ap.add_argument("--json", type=Path, help="write the figures as JSON")
+    ap.add_argument(
+        "--measure", action="store_true", help="measure the records kept in --keep DIR again"
+    )
     args = ap.parse_args()
     se = seam_eval()
     base = args.keep or Path(tempfile.mkdtemp(prefix="infiniloop-listen-"))
@@ -391,16 +472,20 @@ def main() -> int:
         "hits": [],
         "jumps": [],
         "jumps_total": 0,
+        "beatless": 0,
         "seams": [],
         "speed": [],
     }
     per = {}
     for i, prompt in enumerate(args.prompts):
-        rec = record(prompt, args.minutes, args.seed + i, args.before, base / f"p{i}")
+        if args.measure:
+            rec = load(base / f"p{i}")
+        else:
+            rec = record(prompt, args.minutes, args.seed + i, args.before, base / f"p{i}")
         f = figures(rec, se, args.eval_jumps)
         per[prompt] = f
         print(row(prompt, f), flush=True)
-        for k in ("exact", "minutes", "jumps_total"):
+        for k in ("exact", "minutes", "jumps_total", "beatless"):
             allf[k] += f[k]
         for k in ("bars", "offsets", "hits", "jumps", "seams"):
             allf[k] += f[k]

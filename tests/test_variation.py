@@ -150,6 +150,29 @@ def test_a_seed_gives_the_same_path(pool, table):
     assert jc != ja
 
 
+def test_no_jumps_while_crossfading_with_another_loop(pool, table):
+    """A deck fading in or out of a transition plays on plainly: one change at a time;
+    it jumps again once the other loop is gone, at the output's frame count."""
+    m = Mixer(RATE, 2, BLOCK, volume=1.0)
+    m.play("deck", pool[0].audio, 0.0)
+    m.decks[0].set_variation(Brancher(table, seed=3))
+    fade = 20.0
+    m.play("next", pool[1].audio, fade)  # a long crossfade away from the varying deck
+    jumps, frames = [], 0
+    while frames < int(2 * fade * RATE):
+        m.render(BLOCK)
+        frames += BLOCK
+        jumps += [d for name, d in m.events if name == "jump"]
+        m.events.clear()
+    assert not [j for j in jumps if j["key"] == "deck"], "the outgoing deck jumped"
+    m.decks[-1].set_variation(Brancher(table, seed=3))
+    start = m.clock
+    for _ in range(int(30 * RATE) // BLOCK):
+        m.render(BLOCK)
+    later = [d for name, d in m.events if name == "jump"]
+    assert later and all(j["key"] == "next" and j["at"] >= start for j in later)
+
+
 def test_loop_mode_is_plain_looping_bit_for_bit(pool):
     audio = pool[1].audio
     plain, jumps = render(audio, None, 20.0)

@@ -81,7 +81,8 @@ class Deck:
         """Fill dst with the deck's next len(dst) frames (before its gain envelope);
         `at` is the mixer's clock at dst[0] (the position of jump events)."""
         if self.variation is not None:
-            self.variation.read(self, dst, events, at)
+            # no jumps while crossfading with another loop: one change at a time
+            self.variation.read(self, dst, events, at, jumps=not self.fading)
             return
         # Plain looping: wrap by indexing.
         n = dst.shape[0]

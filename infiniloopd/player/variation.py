@@ -538,8 +538,8 @@ class Brancher:
                 return j
         return options[-1]
 
-    def read(self, deck: Any, dst: np.ndarray, events: list, at: int) -> None:
-        """Fill dst with the deck's next frames, jumping at beat triggers.
+    def read(self, deck: Any, dst: np.ndarray, events: list, at: int, jumps: bool = True) -> None:
+        """Fill dst with the deck's next frames, jumping at beat triggers (if `jumps`).
 
         `at` is the output's frame count at dst[0] (jump events carry their own).
         """
@@ -550,7 +550,7 @@ class Brancher:
             frames = table.loops[self.loop].frames
             to_trig = int((table.triggers[self.loop][self.beat] - deck.pos) % frames)
             if to_trig == 0:
-                self._at_trigger(deck, events, at + done)
+                self._at_trigger(deck, events, at + done, jumps)
                 frames = table.loops[self.loop].frames
                 to_trig = int((table.triggers[self.loop][self.beat] - deck.pos) % frames)
                 if to_trig == 0:  # a one-beat loop: its next trigger is a loop away
@@ -564,14 +564,14 @@ class Brancher:
                 self._mix_tail(out, k)
             done += k
 
-    def _at_trigger(self, deck: Any, events: list, at: int) -> None:
+    def _at_trigger(self, deck: Any, events: list, at: int, jumps: bool = True) -> None:
         table = self.table
         here, beat = self.loop, self.beat
         lb = table.loops[here]
         self.beat = (beat + 1) % lb.beats.size
         self.since += 1
         options = table.jumps[here][beat]
-        if not options or self._tail_loop >= 0:
+        if not options or self._tail_loop >= 0 or not jumps:
             return
         chance = self._chance(int(lb.bar_pos[beat]))
         if chance <= 0.0 or self.rng.random() >= chance:
