@@ -29,6 +29,9 @@ to look:
               bar lines, placed in the record by that same correlation
   nobt        crossfades left out of the two figures above: in one of the loops the
               tracker hears no steady beat at (a multiple of) its grid tempo (pads)
+              (where the tracker hears a steady beat but half a beat away from the
+              grid's, on the off-beat, the grid's beats are used instead: the JSON
+              counts those crossfades as off_phase)
   jumps       variation jumps; click p90, worst dip (dB), beat-interval excess p90
               and median continuation surprise at the jumps (seam_eval.py's
               metrics on the record from 8 s before to 16 s after each, at most
@@ -224,13 +227,35 @@ def placed(points: np.ndarray, origin: int, n: int, lo: int, hi: int) -> np.ndar
     return np.sort(allp[(allp >= lo) & (allp < hi)])
 
 
+def heard_beats(loop: dict, audio: np.ndarray, sr: int) -> tuple[np.ndarray, bool]:
+    """The loop's beats as the tracker hears them, and whether they are in phase with
+    its grid. A tracker that locks onto the off-beat (an open hat, an off-beat bass)
+    is half a beat out everywhere; then the grid's beats stand in (False)."""
+    beats = loop_beats(loop["id"], audio, sr)
+    grid = np.asarray((loop.get("grid") or {}).get("beats") or [], dtype=np.int64)
+    if beats.size == 0 or grid.size < 2:
+        return beats, True
+    n = audio.size
+    period = float(np.median(np.diff(grid)))
+    ring = np.concatenate([grid - n, grid, grid + n])
+    off = np.array([b - ring[np.argmin(np.abs(ring - b))] for b in beats])
+    if abs(float(np.median(off))) <= period / 8:
+        return beats, True
+    return grid, False
+
+
 def snap(loop: dict, beats: np.ndarray, n: int) -> np.ndarray:
-    """The loop's downbeats as heard: each grid bar line moved to the nearest tracked beat."""
+    """The loop's downbeats as heard: each grid bar line moved to the nearest tracked beat
+    (within an eighth of a beat)."""
     grid = np.asarray((loop.get("grid") or {}).get("downbeats") or [0], dtype=np.int64)
     if beats.size == 0:
         return grid
     ring = np.concatenate([beats - n, beats, beats + n])
-    return np.array([ring[np.argmin(np.abs(ring - g))] for g in grid], dtype=np.int64) % n
+    # a beat the tracker missed leaves its bar line where the grid has it
+    tol = float(np.median(np.diff(np.sort(beats)))) / 8 if beats.size > 1 else 0.0
+    near = [ring[np.argmin(np.abs(ring - g))] for g in grid]
+    snapped = [x if abs(x - g) <= tol else g for x, g in zip(near, grid, strict=True)]
+    return np.array(snapped, np.int64) % n
 
 
 def deck_jumps(rec: dict, deck: dict) -> list[dict]:
@@ -312,15 +337,16 @@ def crossfades(rec: dict) -> list[dict]:
         if not all(heard):
             out.append({"at": t, "beatless": True})
             continue
-        b_old = placed(loop_beats(old["id"], a_old, sr), origin_old, n_old, lo - sr, hi + sr)
-        b_new = placed(loop_beats(new["id"], a_new, sr), origin_new, n_new, lo, hi)
-        item = {"at": t}
+        (t_old, ok_old), (t_new, ok_new) = heard_beats(old, a_old, sr), heard_beats(new, a_new, sr)
+        b_old = placed(t_old, origin_old, n_old, lo - sr, hi + sr)
+        b_new = placed(t_new, origin_new, n_new, lo, hi)
+        item = {"at": t, "off_phase": not (ok_old and ok_new)}
         if b_old.size and b_new.size:
             d = np.abs(b_new[:, None] - b_old[None, :]).min(axis=1)
             item["offset_ms"] = float(np.median(d) / sr * 1000)
         # Downbeats: the tracked beats (audio) nearest to the grid's bar lines.
-        db_old = snap(old, loop_beats(old["id"], a_old, sr), n_old)
-        db_new = snap(new, loop_beats(new["id"], a_new, sr), n_new)
+        db_old = snap(old, t_old, n_old)
+        db_new = snap(new, t_new, n_new)
         first_new = placed(db_new[:1], origin_new, n_new, lo - sr // 2, hi)
         bars_old = placed(db_old, origin_old, n_old, lo - 2 * sr, hi + 2 * sr)
         if first_new.size and bars_old.size:
@@ -405,6 +431,7 @@ def figures(rec: dict, se, limit: int) -> dict:
         "offsets": [x["offset_ms"] for x in xf if "offset_ms" in x],
         "hits": [x["downbeat_hit"] for x in xf if "downbeat_hit" in x],
         "beatless": sum(bool(x.get("beatless")) for x in xf),
+        "off_phase": sum(bool(x.get("off_phase")) for x in xf),
         "jumps": jp,
         "jumps_total": sum(e["type"] == "jump" for e in rec["timeline"]["events"]),
         "seams": loop_seams(rec, se),
@@ -473,6 +500,7 @@ def main() -> int:
         "jumps": [],
         "jumps_total": 0,
         "beatless": 0,
+        "off_phase": 0,
         "seams": [],
         "speed": [],
     }
@@ -485,7 +513,7 @@ def main() -> int:
         f = figures(rec, se, args.eval_jumps)
         per[prompt] = f
         print(row(prompt, f), flush=True)
-        for k in ("exact", "minutes", "jumps_total", "beatless"):
+        for k in ("exact", "minutes", "jumps_total", "beatless", "off_phase"):
             allf[k] += f[k]
         for k in ("bars", "offsets", "hits", "jumps", "seams"):
             allf[k] += f[k]
