@@ -230,7 +230,8 @@ def placed(points: np.ndarray, origin: int, n: int, lo: int, hi: int) -> np.ndar
 def heard_beats(loop: dict, audio: np.ndarray, sr: int) -> tuple[np.ndarray, bool]:
     """The loop's beats as the tracker hears them, and whether they are in phase with
     its grid. A tracker that locks onto the off-beat (an open hat, an off-beat bass)
-    is half a beat out everywhere; then the grid's beats stand in (False)."""
+    is half a beat out everywhere; then the grid's beats stand in (False). Tracked
+    beats more than an eighth of a beat from any grid beat are left out."""
     beats = loop_beats(loop["id"], audio, sr)
     grid = np.asarray((loop.get("grid") or {}).get("beats") or [], dtype=np.int64)
     if beats.size == 0 or grid.size < 2:
@@ -240,7 +241,10 @@ def heard_beats(loop: dict, audio: np.ndarray, sr: int) -> tuple[np.ndarray, boo
     ring = np.concatenate([grid - n, grid, grid + n])
     off = np.array([b - ring[np.argmin(np.abs(ring - b))] for b in beats])
     if abs(float(np.median(off))) <= period / 8:
-        return beats, True
+        # the beats the tracker and the grid agree on (a tracker's stray beat is no
+        # evidence of where the loop's beat is)
+        agreed = beats[np.abs(off) <= period / 8]
+        return (agreed if agreed.size >= 2 else beats), True
     return grid, False
 
 
