@@ -227,6 +227,10 @@ def placed(points: np.ndarray, origin: int, n: int, lo: int, hi: int) -> np.ndar
     return np.sort(allp[(allp >= lo) & (allp < hi)])
 
 
+def grid_beats(loop: dict) -> np.ndarray:
+    return np.asarray((loop.get("grid") or {}).get("beats") or [], dtype=np.int64)
+
+
 def heard_beats(loop: dict, audio: np.ndarray, sr: int) -> tuple[np.ndarray, bool]:
     """The loop's beats as the tracker hears them, and whether they are in phase with
     its grid. A tracker that locks onto the off-beat (an open hat, an off-beat bass)
@@ -342,6 +346,8 @@ def crossfades(rec: dict) -> list[dict]:
             out.append({"at": t, "beatless": True})
             continue
         (t_old, ok_old), (t_new, ok_new) = heard_beats(old, a_old, sr), heard_beats(new, a_new, sr)
+        if not (ok_old and ok_new):  # one side on the grid: both on the grid, alike
+            t_old, t_new = grid_beats(old), grid_beats(new)
         b_old = placed(t_old, origin_old, n_old, lo - sr, hi + sr)
         b_new = placed(t_new, origin_new, n_new, lo, hi)
         item = {"at": t, "off_phase": not (ok_old and ok_new)}

@@ -200,6 +200,33 @@ def test_one_loop_pool_varies_without_short_exact_repetition():
     assert len(best) == 3 and max(best) < 0.97, best
 
 
+def test_no_jump_between_identical_halves_of_a_loop():
+    """A loop whose two halves are the same music: jumping from one half to the other
+    would change nothing a listener hears, so the graph has no such edge; the jumps it
+    has lead somewhere else in the progression."""
+    half, grid = make_loop(["C", "Am", "F", "G"], 7)
+    audio = np.concatenate([half, half])
+    n = half.shape[0]
+    beats = grid["beats"] + [b + n for b in grid["beats"]]
+    twice = {**grid, "beats": beats, "downbeats": beats[::4]}
+    table = build_table([PoolLoop("twice", audio, twice, 120.0)], RATE)
+    per_half = len(grid["beats"])
+    for beat, options in enumerate(table.jumps[0]):
+        for j in options:
+            assert j.beat % per_half != (beat % per_half), (beat, j.beat)
+    # without the novelty rule the same table is full of them
+    lax = build_table(
+        [PoolLoop("twice", audio, twice, 120.0)], RATE, VariationParams(novelty_min=0.0)
+    )
+    same = [
+        (beat, j.beat)
+        for beat, options in enumerate(lax.jumps[0])
+        for j in options
+        if j.beat % per_half == beat % per_half
+    ]
+    assert same, "the control: identical halves are the most alike beats"
+
+
 def test_build_brancher_leaves_out_unreadable_and_mismatched_loops(pool):
     def broken():
         raise OSError("gone")

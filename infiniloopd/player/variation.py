@@ -64,6 +64,11 @@ class VariationParams:
     p_step: float = 0.08  # ...growing this much per beat without a jump...
     p_max: float = 0.6  # ...up to this
     offbeat_factor: float = 0.35  # chance scale on beats that do not start a bar
+    # A jump must change what follows: over the next `novelty_beats` beats the two
+    # continuations differ at least this much (beat distance, 1 = the median pair).
+    # Jumping between two identical halves of a loop changes nothing a listener hears.
+    novelty_min: float = 0.5
+    novelty_beats: int = 8
 
 
 @dataclass(frozen=True)
@@ -270,10 +275,13 @@ def _band_distance(bands: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * z @ z.T, 0.0) / bands.shape[1])
 
 
-def beat_distances(loops: list[LoopBeats]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def beat_distances(
+    loops: list[LoopBeats], novelty_beats: int = 8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Context distance between every two beats of the pool, and who may join whom.
 
-    Returns (dist (N, N), allowed (N, N) bool, (loop index, beat index) per global beat).
+    Returns (dist (N, N), allowed (N, N) bool, (loop index, beat index) per global beat,
+    novelty (N, N): how different the `novelty_beats` beats after each are).
     A pair is allowed when the beats share their bar position and bar length, are not
     the same beat (nor, in a loop without a meter, neighbours), the loops' tempos agree
     within MAX_TEMPO_RATIO, and the harmony agrees: on a downbeat the two loops share a
@@ -340,7 +348,12 @@ def beat_distances(loops: list[LoopBeats]) -> tuple[np.ndarray, np.ndarray, np.n
     # and right at the splice: the sound just before it and just after the beat entered
     edge = d_attack + _band_distance(before)
     dist += _W_EDGE * _robust(edge, allowed)
-    return dist, allowed, np.stack([owner, local], axis=1)
+    novelty = np.zeros_like(base)
+    for k in range(1, novelty_beats + 1):
+        nb = offset[owner] + (local + k) % sizes
+        novelty += base[np.ix_(nb, nb)]
+    novelty /= max(novelty_beats, 1)
+    return dist, allowed, np.stack([owner, local], axis=1), novelty
 
 
 def _circular(audio_mono: np.ndarray, start: int, count: int) -> np.ndarray:
@@ -386,7 +399,8 @@ def build_table(
     jumps: list[list[tuple[Jump, ...]]] = [[() for _ in lb.beats] for lb in loops]
     if sum(lb.beats.size for lb in loops) < 2:
         return JumpTable(rate, loops, triggers, jumps, fade, p)
-    dist, allowed, where = beat_distances(loops)
+    dist, allowed, where, novelty = beat_distances(loops, p.novelty_beats)
+    allowed &= novelty >= p.novelty_min
     vals = dist[allowed]
     if vals.size == 0:
         return JumpTable(rate, loops, triggers, jumps, fade, p)
