@@ -187,9 +187,12 @@ def phase_at(rec: np.ndarray, start: int, loop: np.ndarray, sr: int, length: int
     `length` samples, default a second)."""
     seg = rec[start : start + (length or sr)]
     n = loop.size
-    tiled = np.tile(loop, 2 + seg.size // n)[: n + seg.size]
-    corr = signal.correlate(tiled, seg, mode="valid", method="fft")
-    return int(np.argmax(corr[:n]))
+    tiled = np.tile(loop, 2 + seg.size // n)[: n + seg.size].astype(np.float64)
+    corr = signal.correlate(tiled, seg, mode="valid", method="fft")[:n]
+    # normalized: a raw dot product favours the loop's loudest stretch over the match
+    c2 = np.concatenate([[0.0], np.cumsum(tiled * tiled)])
+    energy = c2[seg.size : seg.size + n] - c2[:n]
+    return int(np.argmax(corr / np.sqrt(np.maximum(energy, 1e-20))))
 
 
 _beat_cache: dict[str, np.ndarray] = {}
