@@ -8,7 +8,11 @@ figures on the loop's seam (the loop before its rotation to the downbeat, so the
 seam_eval scores is the baked crossfade, not a stretch of untouched audio).
 
 Usage: python3 benchmarks/grid.py [--seconds 20] [--seeds 2] [--first-seed 0]
-                                  [--prompts a,b,...] [--no-seam]
+                                  [--prompts a,b,...] [--no-seam] [--hint]
+
+--hint passes the composer's own tempo and bar line (its facts beside the clip) as
+the worker does for synth clips; without it the grid comes from the audio alone, as
+for every other generator.
 """
 
 from __future__ import annotations
@@ -56,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--prompts", default=",".join(PROMPTS))
     ap.add_argument("--no-seam", action="store_true", help="skip seam_eval (faster)")
+    ap.add_argument(
+        "--hint",
+        action="store_true",
+        help="the daemon's path for the synth: the composer's facts as the grid hint",
+    )
     a = ap.parse_args(argv)
 
     from infiniloopd.analysis import analyse_clip, find_loop, render_loop, resample
@@ -69,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(a.first_seed, a.first_seed + a.seeds):
             y = gen.render(prompt, a.seconds, seed, SR)
             bpm, offset, bpb = synth_bar_lines(prompt, a.seconds, seed)
-            loop, points, info = analyse_clip(y, SR, out_rate=RATE, out_channels=1)
+            hint = None
+            if a.hint:
+                from infiniloopd.worker import grid_hint
+
+                hint = grid_hint(gen.compose(prompt, a.seconds, seed).music, a.seconds)
+            loop, points, info = analyse_clip(y, SR, out_rate=RATE, out_channels=1, hint=hint)
             grid = info.get("grid")
             got = grid["bpm"] if grid and grid["beats"] else info["bpm"]
             beat = 60.0 / bpm
@@ -92,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             if seam is not None:
                 at = resample(y, SR, RATE)
-                p = find_loop(at, RATE)
+                p = find_loop(at, RATE, hint=hint)
                 m = seam.evaluate(render_loop(at, RATE, p).astype(np.float64), RATE)
                 r.update(click=m["click"], dip=m["dip_db"], ibi=m["ibi_excess"])
                 r.update(surprise=m["surprise_pct"])
