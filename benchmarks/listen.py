@@ -237,21 +237,28 @@ def grid_beats(loop: dict) -> np.ndarray:
 def heard_beats(loop: dict, audio: np.ndarray, sr: int) -> tuple[np.ndarray, bool]:
     """The loop's beats as the tracker hears them, and whether they are in phase with
     its grid. A tracker that locks onto the off-beat (an open hat, an off-beat bass)
-    is half a beat out everywhere; then the grid's beats stand in (False). Tracked
-    beats more than an eighth of a beat from any grid beat are left out."""
+    is half a beat out everywhere; then the grid's beats stand in (False), as they do
+    when fewer than 3 in 4 tracked beats lie within an eighth of a beat of a grid beat.
+    Tracked beats further than that from any grid beat are left out."""
     beats = loop_beats(loop["id"], audio, sr)
     grid = np.asarray((loop.get("grid") or {}).get("beats") or [], dtype=np.int64)
     if beats.size == 0 or grid.size < 2:
         return beats, True
     n = audio.size
     period = float(np.median(np.diff(grid)))
+    if beats.size >= 2 and abs(float(np.median(np.diff(beats))) / period - 2.0) <= 0.12:
+        # heard at half the tempo: the beat between two tracked ones is its midpoint
+        mids = (beats[:-1] + beats[1:]) // 2
+        wrap = (beats[-1] + beats[0] + n) // 2 % n
+        beats = np.unique(np.concatenate([beats, mids, [wrap]]))
     ring = np.concatenate([grid - n, grid, grid + n])
     off = np.array([b - ring[np.argmin(np.abs(ring - b))] for b in beats])
     if abs(float(np.median(off))) <= period / 8:
         # the beats the tracker and the grid agree on (a tracker's stray beat is no
         # evidence of where the loop's beat is)
         agreed = beats[np.abs(off) <= period / 8]
-        return (agreed if agreed.size >= 2 else beats), True
+        if agreed.size >= 0.75 * beats.size:
+            return agreed, True
     return grid, False
 
 
