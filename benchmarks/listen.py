@@ -32,6 +32,9 @@ to look:
               (where the tracker hears a steady beat but half a beat away from the
               grid's, on the off-beat, the grid's beats are used instead: the JSON
               counts those crossfades as off_phase)
+  dipx        the worst jump dip minus the dip at the same place of the source loop
+              played on without the jump (how much lower the splice goes than the
+              music itself there; > -3 dB: no audible dip of its own)
   jumps       variation jumps; click p90, worst dip (dB), beat-interval excess p90
               and median continuation surprise at the jumps (seam_eval.py's
               metrics on the record from 8 s before to 16 s after each, at most
@@ -399,6 +402,9 @@ def jumps(rec: dict, se, limit: int) -> list[dict]:
     out = []
     for e in evs:
         item = seam_figures(se, mono[e["at"] - n : e["at"] + 2 * n], sr, n)
+        plain = plain_dip(rec, se, e["from"]["loop"], e["from"]["beat"])
+        if plain is not None and item.get("dip_db") is not None:
+            item["dip_excess"] = item["dip_db"] - plain
         if not all(beat_heard(rec, e[side]["loop"]) for side in ("from", "to")):
             item["ibi_excess"] = None  # no beat to stumble: the tracker's figure is noise
         out.append(item)
@@ -406,6 +412,29 @@ def jumps(rec: dict, se, limit: int) -> list[dict]:
 
 
 _heard: dict[str, bool] = {}
+JUMP_LEAD = 0.036  # a jump's crossfade starts this long before its beat (30 + 6 ms)
+
+
+def plain_dip(rec: dict, se, key: str, beat: int) -> float | None:
+    """seam_eval's dip at the same place of the source loop played on without a jump:
+    how low the music itself goes there (quiet before a beat is the music, not the
+    splice)."""
+    sidecar = next(rec["lib"].rglob(f"{key}.json"), None)
+    if sidecar is None:
+        return None
+    loop = json.loads(sidecar.read_text())
+    beats = (loop.get("grid") or {}).get("beats") or []
+    if beat >= len(beats):
+        return None
+    sr = rec["rate"]
+    audio = loop_audio(rec["lib"], {"id": key, "frames": None}, sr).astype(np.float64)
+    n = 8 * sr
+    size = audio.size
+    trig = (beats[beat] - round(JUMP_LEAD * sr)) % size
+    start = trig - n + size * (1 + n // size)
+    tiled = np.tile(audio, 4 + (3 * n) // size)
+    x = tiled[start : start + 3 * n]
+    return se.level_dip(x, sr, n, (n,)).get("dip_db")
 
 
 def beat_heard(rec: dict, key: str) -> bool:
@@ -469,6 +498,7 @@ def row(name: str, f: dict) -> str:
     hits = f["hits"]
     jp = f["jumps"]
     dips = [j["dip_db"] for j in jp if j.get("dip_db") is not None]
+    excess = [j["dip_excess"] for j in jp if j.get("dip_excess") is not None]
     return (
         f"{name[:38]:<38} {f['exact']:>3}/{f['minutes']:<3} {_q(bars, 50):>7.1f} "
         f"{sum(b <= 1.25 for b in bars):>3}/{len(bars):<3} "
@@ -476,6 +506,7 @@ def row(name: str, f: dict) -> str:
         f"{sum(hits):>3}/{len(hits):<3} {f['beatless']:>4} {f['jumps_total']:>5} "
         f"{_q([j['click'] for j in jp], 90):>6.2f} "
         f"{(min(dips) if dips else float('nan')):>6.1f} "
+        f"{(min(excess) if excess else float('nan')):>6.1f} "
         f"{_q([j['ibi_excess'] for j in jp], 90):>6.3f} "
         f"{_q([j['surprise'] for j in jp], 50):>6.1f} "
         f"{_q([j['surprise'] for j in f['seams']], 50):>6.1f} {f['speed']:>6.1f}"
@@ -484,8 +515,8 @@ def row(name: str, f: dict) -> str:
 
 HEADER = (
     f"{'prompt':<38} {'exact':>7} {'bars':>7} {'1-bar':>7} {'xf med':>6} {'xf p90':>6} "
-    f"{'db hit':>7} {'nobt':>4} {'jumps':>5} {'clk90':>6} {'dipmin':>6} {'ibi90':>6} {'surpr':>6} "
-    f"{'seam':>6} {'speed':>6}"
+    f"{'db hit':>7} {'nobt':>4} {'jumps':>5} {'clk90':>6} {'dipmin':>6} {'dipx':>6} "
+    f"{'ibi90':>6} {'surpr':>6} {'seam':>6} {'speed':>6}"
 )
 
 
