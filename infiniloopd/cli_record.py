@@ -147,11 +147,8 @@ class Recorder:
     async def run(self, out: Path, minutes: float, *, progress: bool = False) -> dict[str, Any]:
         """Record `minutes` of audio into `out`; returns the timeline."""
         from infiniloopd.core.session import Session
-        from infiniloopd.library import Library
         from infiniloopd.player.engine import Player
-        from infiniloopd.producer import Producer
         from infiniloopd.state import State
-        from infiniloopd.worker import AnalyzerWorker
 
         cfg = self.cfg
         rate, channels = cfg.output.rate, cfg.output.channels
@@ -168,25 +165,8 @@ class Recorder:
         )
         session = self.session = Session(cfg, state=State(prompt=self.prompt), persist=False)
         session.variation_seed = self.seed
-        library = Library(self.library_dir, cfg.library.max_mb, rate=rate, channels=channels)
-        await asyncio.to_thread(library.scan)
-        a = cfg.analysis
-        worker = AnalyzerWorker(
-            rate=rate,
-            channels=channels,
-            target_lufs=a.target_lufs,
-            peak_ceiling_db=a.peak_ceiling_db,
-            min_loop=a.min_loop,
-            max_loop=a.max_loop,
-        )
-        producer = Producer(
-            session.effective_config(),
-            library,
-            worker,
-            session.emit,
-            prompt=self.prompt,
-            spool=self.tmp / "spool",
-            seed=self.seed,
+        library, worker, producer = await session.build_producer(
+            self.library_dir, self.tmp / "spool", seed=self.seed
         )
         session.attach(
             output=sink, player=player, library=library, worker=worker, producer=producer

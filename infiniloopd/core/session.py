@@ -118,11 +118,8 @@ class Session:
 
     async def open(self) -> None:
         """Build and start the output, player, library, analyzer worker and producer."""
-        from infiniloopd.library import Library
         from infiniloopd.outputs import build_output
         from infiniloopd.player.engine import Player
-        from infiniloopd.producer import Producer
-        from infiniloopd.worker import AnalyzerWorker
 
         self.loop = asyncio.get_running_loop()
         cfg = self.cfg
@@ -142,38 +139,49 @@ class Session:
         # up yet is retried in the background so the daemon stays controllable.
         player.start(retry=out.backend not in ("file",))
         try:
-            library = Library(
-                cfg.library.dir, cfg.library.max_mb, rate=out.rate, channels=out.channels
-            )
-            await asyncio.to_thread(library.scan)
-            a = cfg.analysis
-            worker = AnalyzerWorker(
-                rate=out.rate,
-                channels=out.channels,
-                target_lufs=a.target_lufs,
-                peak_ceiling_db=a.peak_ceiling_db,
-                min_loop=a.min_loop,
-                max_loop=a.max_loop,
-            )
             spool = paths.ensure_dir(paths.cache_dir() / "spool")
-            producer = Producer(
-                self.effective_config(),
-                library,
-                worker,
-                self.emit,
-                prompt=self.settings.prompt,
-                spool=spool,
-            )
+            library, worker, producer = await self.build_producer(cfg.library.dir, spool)
         except BaseException:
             player.close()
             raise
         self.attach(output=output, player=player, library=library, worker=worker, producer=producer)
 
+    async def build_producer(
+        self, library_dir: Path, spool: Path, *, seed: int | None = None
+    ) -> tuple[Any, Any, Any]:
+        """The library (scanned), the analyzer worker and the producer, from the config
+        at the output's rate; `seed` makes the clips reproducible (`record --seed`)."""
+        from infiniloopd.library import Library
+        from infiniloopd.producer import Producer
+        from infiniloopd.worker import AnalyzerWorker
+
+        cfg, out, a = self.cfg, self.cfg.output, self.cfg.analysis
+        library = Library(library_dir, cfg.library.max_mb, rate=out.rate, channels=out.channels)
+        await asyncio.to_thread(library.scan)
+        worker = AnalyzerWorker(
+            rate=out.rate,
+            channels=out.channels,
+            target_lufs=a.target_lufs,
+            peak_ceiling_db=a.peak_ceiling_db,
+            min_loop=a.min_loop,
+            max_loop=a.max_loop,
+        )
+        producer = Producer(
+            self.effective_config(),
+            library,
+            worker,
+            self.emit,
+            prompt=self.settings.prompt,
+            spool=spool,
+            seed=seed,
+        )
+        return library, worker, producer
+
     def attach(self, *, output: Any, player: Any, library: Any, worker: Any, producer: Any) -> None:
         """Use these parts (open() builds them from the config; tests bring their own)."""
-        self.loop = asyncio.get_running_loop()
         from infiniloopd.player.handoff import Handoff
 
+        self.loop = asyncio.get_running_loop()
         self.output, self.player, self.library = output, player, library
         self.worker, self.producer = worker, producer
         # Every loop reaches the player through the hand-off: tempo-matched, on a bar line.

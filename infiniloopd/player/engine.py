@@ -253,11 +253,7 @@ class Player:
             self._output.write(buf)
             done += n
             self._written_frames += n
-            if mixer.events:
-                events, mixer.events = mixer.events, []
-                for name, data in events:
-                    self._emit(name, data)
-            self._publish()
+            self._block_written()
 
     @property
     def alive(self) -> bool:
@@ -356,12 +352,17 @@ class Player:
             now = time.monotonic()
         self._written_at = now
         self._written_frames += len(self._buf)
+        self._block_written()
+        self._release_fade_waiters()
+
+    def _block_written(self) -> None:
+        """After a block reached the output: report the mixer's events, publish status."""
+        mixer = self._mixer
         if mixer.events:
             events, mixer.events = mixer.events, []
             for name, data in events:
                 self._emit(name, data)
         self._publish()
-        self._release_fade_waiters()
 
     def _check_stall(self, now: float, since: float | None = None) -> bool:
         """Fade back in if this thread was held up longer than the device's buffer.
