@@ -297,11 +297,20 @@ def sounding(rec: dict, deck: dict, t: int) -> dict:
             last = e
     if last is None or last["to"]["loop"] == deck["id"]:
         return deck
-    key = last["to"]["loop"]
     # A pool loop plays as the library holds it (its own tempo and grid).
+    return library_loop(rec, last["to"]["loop"])
+
+
+def library_loop(rec: dict, key: str) -> dict:
+    """A loop as the record's library holds it: its sidecar (grid and all), unstretched."""
     sidecar = next(rec["lib"].rglob(f"{key}.json"), None)
-    grid = json.loads(sidecar.read_text()).get("grid") if sidecar is not None else None
-    return {"id": key, "grid": grid, "frames": None}
+    loop = json.loads(sidecar.read_text()) if sidecar is not None else {}
+    return {**loop, "id": key, "frames": None}
+
+
+def circular_window(audio: np.ndarray, pos: int, n: int) -> np.ndarray:
+    """The loop played on from n frames before `pos` to 2n after it (wrapping)."""
+    return np.take(audio, np.arange(pos - n, pos + 2 * n), mode="wrap")
 
 
 def audible_beat(beats: np.ndarray, loop: dict, n: int, sr: int) -> bool:
@@ -419,30 +428,21 @@ def plain_dip(rec: dict, se, key: str, beat: int) -> float | None:
     """seam_eval's dip at the same place of the source loop played on without a jump:
     how low the music itself goes there (quiet before a beat is the music, not the
     splice)."""
-    sidecar = next(rec["lib"].rglob(f"{key}.json"), None)
-    if sidecar is None:
-        return None
-    loop = json.loads(sidecar.read_text())
+    loop = library_loop(rec, key)
     beats = (loop.get("grid") or {}).get("beats") or []
     if beat >= len(beats):
         return None
     sr = rec["rate"]
-    audio = loop_audio(rec["lib"], {"id": key, "frames": None}, sr).astype(np.float64)
+    audio = loop_audio(rec["lib"], loop, sr).astype(np.float64)
     n = 8 * sr
-    size = audio.size
-    trig = (beats[beat] - round(JUMP_LEAD * sr)) % size
-    start = trig - n + size * (1 + n // size)
-    tiled = np.tile(audio, 4 + (3 * n) // size)
-    x = tiled[start : start + 3 * n]
+    x = circular_window(audio, beats[beat] - round(JUMP_LEAD * sr), n)
     return se.level_dip(x, sr, n, (n,)).get("dip_db")
 
 
 def beat_heard(rec: dict, key: str) -> bool:
     """audible_beat() for a loop of the record's library, by id."""
     if key not in _heard:
-        sidecar = next(rec["lib"].rglob(f"{key}.json"), None)
-        loop = json.loads(sidecar.read_text()) if sidecar is not None else {"id": key}
-        loop["frames"] = None
+        loop = library_loop(rec, key)
         audio = loop_audio(rec["lib"], loop, rec["rate"])
         _heard[key] = audible_beat(
             loop_beats(key, audio, rec["rate"]), loop, audio.size, rec["rate"]
@@ -460,9 +460,7 @@ def loop_seams(rec: dict, se) -> list[dict]:
             continue
         seen.add(e["id"])
         loop = loop_audio(rec["lib"], e, sr).astype(np.float64)
-        tiled = np.tile(loop, 2 + (3 * n) // loop.size + 1)
-        wrap = loop.size * (1 + n // loop.size)
-        out.append(seam_figures(se, tiled[wrap - n : wrap + 2 * n], sr, n))
+        out.append(seam_figures(se, circular_window(loop, 0, n), sr, n))
     return out
 
 
