@@ -51,18 +51,32 @@ class SnapServer:
                 time.sleep(0.1)
 
     def rpc(self, method: str, params: dict | None = None) -> dict:
+        """Send one request and return its reply.
+
+        The server also pushes notifications (a stream's status, a client joining)
+        on the same connection, before or after the reply, sometimes in the same
+        read: every line is parsed on its own and the one with our id is the reply.
+        """
         with socket.create_connection(("127.0.0.1", self.rpc_port), timeout=3) as sock:
             request = {"id": 1, "jsonrpc": "2.0", "method": method}
             if params is not None:
                 request["params"] = params
             sock.sendall(json.dumps(request).encode() + b"\r\n")
-            data = b""
-            while not data.endswith(b"\n"):
+            pending = b""
+            while True:
                 chunk = sock.recv(65536)
                 if not chunk:
-                    break
-                data += chunk
-        return json.loads(data)
+                    raise ConnectionError(
+                        f"snapserver closed the connection before answering {method}"
+                    )
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    message = json.loads(line)
+                    if message.get("id") == 1:
+                        return message
 
     def stream_status(self, name: str = "infiniloop") -> str | None:
         streams = self.rpc("Server.GetStatus")["result"]["server"]["streams"]
