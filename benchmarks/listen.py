@@ -32,9 +32,10 @@ to look:
               (where the tracker hears a steady beat but half a beat away from the
               grid's, on the off-beat, the grid's beats are used instead: the JSON
               counts those crossfades as off_phase)
-  dipx        the worst jump dip minus the dip at the same place of the source loop
-              played on without the jump (how much lower the splice goes than the
-              music itself there; > -3 dB: no audible dip of its own)
+  dipx        the worst jump dip minus the music's own dip at that place: the deeper
+              of the source loop played on without the jump and the target loop
+              played into its beat (how much lower the splice goes than the music
+              itself there; > -3 dB: no audible dip of its own)
   jumps       variation jumps; click p90, worst dip (dB), beat-interval excess p90
               and median continuation surprise at the jumps (seam_eval.py's
               metrics on the record from 8 s before to 16 s after each, at most
@@ -348,8 +349,12 @@ def crossfades(rec: dict) -> list[dict]:
         # Where each loop's frame 0 lies in the record, from the audio: the outgoing
         # loop in the second before the transition, the incoming one in the second after
         # the fade, each measured only where its deck made no variation jump.
-        pad = sr // 20  # a jump's crossfade and then some
-        start = max([t - sr] + [e["at"] + pad for e in deck_jumps(rec, olds[-1]) if e["at"] < t])
+        after = [  # the end of each jump's crossfade, and then some
+            e["at"] + e.get("fade", round(JUMP_FADE * sr)) + sr // 50
+            for e in deck_jumps(rec, olds[-1])
+            if e["at"] < t
+        ]
+        start = max([t - sr, *after])
         end = min(
             [t + fade + sr] + [e["at"] for e in deck_jumps(rec, news[0]) if e["at"] > t + fade]
         )
@@ -404,14 +409,21 @@ def jumps(rec: dict, se, limit: int) -> list[dict]:
     evs = [
         e
         for e in rec["timeline"]["events"]
-        if e["type"] == "jump" and e["at"] >= n and e["at"] + 2 * n <= mono.size
+        if e["type"] == "jump" and e["at"] >= n and e["at"] + 3 * n <= mono.size
     ]
     if len(evs) > limit:  # evenly spread over the record
         evs = [evs[i] for i in np.linspace(0, len(evs) - 1, limit).round().astype(int)]
     out = []
     for e in evs:
-        item = seam_figures(se, mono[e["at"] - n : e["at"] + 2 * n], sr, n)
-        plain = plain_dip(rec, se, e["from"]["loop"], e["from"]["beat"])
+        # the join is the middle of the jump's crossfade (30 ms where the event does
+        # not say: records made before jump events carried their fade)
+        fade = e.get("fade", round(JUMP_FADE * sr))
+        at = e["at"] + fade // 2
+        item = seam_figures(se, mono[at - n : at + 2 * n], sr, n)
+        # the music's own dip there: the deeper of the source loop played on and the
+        # target loop arriving at the same place
+        sides = [plain_dip(rec, se, e[s]["loop"], e[s]["beat"], fade) for s in ("from", "to")]
+        plain = min((d for d in sides if d is not None), default=None)
         if plain is not None and item.get("dip_db") is not None:
             item["dip_excess"] = item["dip_db"] - plain
         if not all(beat_heard(rec, e[side]["loop"]) for side in ("from", "to")):
@@ -421,13 +433,14 @@ def jumps(rec: dict, se, limit: int) -> list[dict]:
 
 
 _heard: dict[str, bool] = {}
-JUMP_LEAD = 0.036  # a jump's crossfade starts this long before its beat (30 + 6 ms)
+JUMP_FADE = 0.030  # a jump's crossfade where its event does not say
+JUMP_TAIL = 0.006  # a jump's crossfade ends this long before its beat
 
 
-def plain_dip(rec: dict, se, key: str, beat: int) -> float | None:
-    """seam_eval's dip at the same place of the source loop played on without a jump:
-    how low the music itself goes there (quiet before a beat is the music, not the
-    splice)."""
+def plain_dip(rec: dict, se, key: str, beat: int, fade: int) -> float | None:
+    """seam_eval's dip at the place of a jump's crossfade before `beat` of a loop
+    played on without a jump: how low the music itself goes there (quiet before a beat
+    is the music, not the splice)."""
     loop = library_loop(rec, key)
     beats = (loop.get("grid") or {}).get("beats") or []
     if beat >= len(beats):
@@ -435,7 +448,7 @@ def plain_dip(rec: dict, se, key: str, beat: int) -> float | None:
     sr = rec["rate"]
     audio = loop_audio(rec["lib"], loop, sr).astype(np.float64)
     n = 8 * sr
-    x = circular_window(audio, beats[beat] - round(JUMP_LEAD * sr), n)
+    x = circular_window(audio, beats[beat] - round(JUMP_TAIL * sr) - fade + fade // 2, n)
     return se.level_dip(x, sr, n, (n,)).get("dip_db")
 
 

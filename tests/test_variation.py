@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -136,9 +137,43 @@ def test_jumps_are_clean_and_land_where_the_table_says(drums):
     assert min(dips) > -15.0, dips
     if drums == 0.0:
         # the yardstick sees a click where one is: the same jumps cut without a fade
-        hard = VariationParams(fade_ms=0.02, max_shift_ms=0.01)
+        hard = VariationParams(fade_ms=0.02, max_shift_ms=0.01, soft_below=0.0)
         clicks, _ = _jump_seams(se, pool, build_table(pool, RATE, hard), seed=3)
         assert np.percentile(clicks, 90) > 1.5, clicks
+
+
+def test_pads_get_a_long_jump_crossfade_and_drums_a_short_one(pool, table):
+    # pads without onsets are blended over a long fade (at most half a beat); drums are
+    # cut short before the beat so its attack stays whole
+    assert table.fade == round(0.030 * RATE)
+    pads = build_table(make_pool(drums=0.0), RATE)
+    assert pads.fade == BEAT // 2
+    assert all(lb.sharpness < 4.0 for lb in pads.loops)
+    assert all(lb.sharpness > 4.0 for lb in table.loops)
+
+
+def test_no_jump_digs_a_hole_in_the_level():
+    # b is a with its polarity turned: every a -> b splice cancels itself in the middle
+    # of the crossfade (120 ms here, so the hole is wide), though each loop keeps its own
+    # level; the splice search may not move the entry point to hide it (max_shift 0.01 ms)
+    audio, grid = make_loop(["C", "Am", "F", "G"], 1)
+    pool = [PoolLoop("a", audio, grid, 120.0), PoolLoop("b", -audio, grid, 120.0)]
+    # (b's beats sound as a's: no novelty asked of a jump, so a:i -> b:i is one)
+    params = VariationParams(fade_ms=120.0, max_shift_ms=0.01, novelty_min=0.0)
+    guarded = build_table(pool, RATE, params)
+    unguarded = build_table(pool, RATE, replace(params, dip_min_db=-np.inf))
+    cross = [j for per_beat in unguarded.jumps[0] for j in per_beat if j.loop == 1]
+    assert cross, "the control has a -> b jumps"
+    # the control's splices do dig a hole, heard in its audio
+    out, jumps = render(audio, Brancher(unguarded, seed=1), 30.0)
+    mono = out.mean(axis=1).astype(np.float64)
+    se = load_seam_eval()
+    if se is not None:
+        at = [j["at"] + unguarded.fade // 2 for j in jumps if j["to"]["loop"] == "b"]
+        assert at, jumps
+        dips = [se.level_dip(mono, RATE, 0, (p,))["dip_db"] for p in at]
+        assert min(dips) < -20.0, dips
+    assert not [j for per_beat in guarded.jumps[0] for j in per_beat if j.loop == 1]
 
 
 def test_a_seed_gives_the_same_path(pool, table):

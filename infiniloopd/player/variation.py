@@ -61,14 +61,25 @@ class VariationParams:
     max_targets: int = 4  # jumps kept per beat
     min_beats: int = 4  # beats after a jump before the next may come
     p_start: float = 0.15  # jump chance on the first allowed beat...
-    p_step: float = 0.08  # ...growing this much per beat without a jump...
+    p_step: float = 0.12  # ...growing this much per beat without a jump...
     p_max: float = 0.6  # ...up to this
-    offbeat_factor: float = 0.35  # chance scale on beats that do not start a bar
+    offbeat_factor: float = 0.5  # chance scale on beats that do not start a bar
     # A jump must change what follows: over the next `novelty_beats` beats the two
     # continuations differ at least this much (beat distance, 1 = the median pair).
     # Jumping between two identical halves of a loop changes nothing a listener hears.
     novelty_min: float = 0.5
     novelty_beats: int = 8
+    # The level through a jump's crossfade: the quietest 5 ms within 20 ms of the
+    # crossfade against the level around it (40-300 ms either side) must stay above this,
+    # or no lower than either loop's own level at that place (music that goes quiet
+    # before a bar line). A deeper dip is heard as a hole (a fade out and in across a
+    # splice reads -22 dB).
+    dip_min_db: float = -13.0
+    # Loops whose beats have no sharp onset (pads, drones: sharpness below soft_below)
+    # get a long jump crossfade, which blends two sustained sounds where a short one
+    # would be heard as a cut in the texture.
+    soft_below: float = 4.0
+    soft_fade_ms: float = 400.0
 
 
 @dataclass(frozen=True)
@@ -94,9 +105,10 @@ class LoopBeats:
     bpm: float | None
     timbre: np.ndarray  # (n, _N_BANDS) dB
     attack: np.ndarray  # (n, _N_BANDS) dB, the beat's first ~40 ms
-    before: np.ndarray  # (n, _N_BANDS) dB, the ~40 ms before the beat
+    before: np.ndarray  # (n, _N_BANDS) dB, the ~40 ms before a jump's crossfade starts
     chroma: np.ndarray  # (n, 12) centred, unit norm
     level: np.ndarray  # (n,) dB
+    sharpness: float = 0.0  # onset rise at the beats over the median rise (drums >> 1)
 
     @property
     def frames(self) -> int:
@@ -197,8 +209,13 @@ def _power_frames(mono: np.ndarray) -> np.ndarray:
     return spec.real**2 + spec.imag**2
 
 
-def analyse_loop(loop: PoolLoop, rate: int) -> LoopBeats:
-    """Beats and per-beat features of one loop (off the audio thread)."""
+def analyse_loop(loop: PoolLoop, rate: int, lead: int = 0) -> LoopBeats:
+    """Beats and per-beat features of one loop (off the audio thread).
+
+    `lead`: frames from the start of a jump's crossfade to its beat; the `before`
+    feature is the sound just ahead of that crossfade, the last thing heard of the
+    loop left (it must match the sound ahead of the beat entered).
+    """
     audio = np.ascontiguousarray(loop.audio, dtype=np.float32)
     frames = audio.shape[0]
     grid = loop.grid
@@ -238,24 +255,47 @@ def analyse_loop(loop: PoolLoop, rate: int) -> LoopBeats:
     if beats[0] > 0:  # the wrap-around part of the last beat
         energy[-1] = (sq[frames] - sq[beats[-1]] + sq[beats[0]]) / (frames - beats[-1] + beats[0])
     level = 10.0 * np.log10(np.maximum(energy, 1e-12))
-    # the attack: band energies of a short window from each beat on
-    width = max(256, round(_ATTACK * rate / 48000))
+    # how sharp the beats' onsets are: the rise of the log band energies at the beats
+    # against the median rise (drums: > 10; pads whose notes swell: ~1-2)
+    log_bands = np.log10(np.maximum(bands, 1e-10))
+    flux = np.maximum(0.0, np.diff(log_bands, axis=0, prepend=log_bands[-1:])).sum(axis=1)
+    at = np.round(beats / _HOP).astype(np.int64)
+    peak = np.max([flux[(at + k) % t_count] for k in (-1, 0, 1)], axis=0)
+    sharpness = float(np.median(peak) / max(float(np.median(flux)), 1e-12))
+    attack = _window_bands(mono, beats, rate)
+    before = _window_bands(mono, beats - lead - _attack_width(rate), rate)
+    return LoopBeats(
+        loop.key,
+        audio,
+        beats,
+        bar_pos,
+        bpb,
+        bpm,
+        timbre,
+        attack,
+        before,
+        chroma_sum,
+        level,
+        sharpness,
+    )
+
+
+def _attack_width(rate: int) -> int:
+    return max(256, round(_ATTACK * rate / 48000))
+
+
+def _window_bands(mono: np.ndarray, starts: np.ndarray, rate: int) -> np.ndarray:
+    """Log band energies (dB) of a ~40 ms window from each of `starts` (circular)."""
+    width = _attack_width(rate)
     freqs = np.fft.rfftfreq(width, 1.0 / rate)
     edges_hz = np.geomspace(40.0, min(14000.0, rate / 2.0), _N_BANDS + 1)
     band_of = np.clip(np.searchsorted(edges_hz, freqs) - 1, 0, _N_BANDS - 1)
-
-    def window_bands(start: np.ndarray) -> np.ndarray:
-        idx = (start[:, None] + np.arange(width)[None, :]) % frames
-        spec = np.abs(np.fft.rfft(mono[idx] * np.hanning(width), axis=1)) ** 2
-        out = np.zeros((n, _N_BANDS))
-        for band in range(_N_BANDS):
-            out[:, band] = spec[:, band_of == band].sum(axis=1)
-        return 10.0 * np.log10(np.maximum(out, 1e-10))
-
-    attack, before = window_bands(beats), window_bands(beats - width)
-    return LoopBeats(
-        loop.key, audio, beats, bar_pos, bpb, bpm, timbre, attack, before, chroma_sum, level
-    )
+    idx = (starts[:, None] + np.arange(width)[None, :]) % mono.size
+    spec = np.abs(np.fft.rfft(mono[idx] * np.hanning(width), axis=1)) ** 2
+    out = np.zeros((starts.size, _N_BANDS))
+    for band in range(_N_BANDS):
+        out[:, band] = spec[:, band_of == band].sum(axis=1)
+    return 10.0 * np.log10(np.maximum(out, 1e-10))
 
 
 # --- the graph --------------------------------------------------------------------------
@@ -378,6 +418,61 @@ def _splice(a: np.ndarray, a_pos: int, b: np.ndarray, b_pos: int, fade: int, shi
     return (b_pos - shift + k) % b.size, float(r[k])
 
 
+def _splice_dip(
+    a: np.ndarray, a_at: int, b: np.ndarray, b_pos: int, fade: int, corr: float, rate: int
+) -> float:
+    """The level dip (dB) through a jump from a at a_at into b at b_pos, as it will sound.
+
+    Renders the splice as the Brancher does (equal-power crossfade, gains scaled by the
+    pair's correlation) with 300 ms of each side, and compares the quietest 5 ms from
+    20 ms before the crossfade to 20 ms after it with the median 5 ms level 40-300 ms
+    away from it on either side.
+    """
+    side = round(0.3 * rate)
+    w = max(8, round(0.005 * rate))
+    t = (np.arange(fade) + 0.5) / fade
+    g = 1.0 / np.sqrt(1.0 + float(np.clip(corr, -0.5, 1.0)) * np.sin(np.pi * t))
+    mixed = (
+        _circular(a, a_at, fade) * np.cos(0.5 * np.pi * t) * g
+        + _circular(b, b_pos, fade) * np.sin(0.5 * np.pi * t) * g
+    )
+    x = np.concatenate([_circular(a, a_at - side, side), mixed, _circular(b, b_pos + fade, side)])
+    hop = w // 2
+    c2 = np.concatenate([[0.0], np.cumsum(x * x)])
+    starts = np.arange(0, x.size - w, hop)
+    rms = np.sqrt(np.maximum(c2[starts + w] - c2[starts], 0.0) / w)
+    centre = starts + w // 2
+    d = np.maximum(side - centre, centre - (side + fade))  # distance from the crossfade
+    inner = rms[d <= 0.02 * rate]
+    outer = rms[(d >= 0.04 * rate) & (d <= 0.3 * rate)]
+    if inner.size == 0 or outer.size == 0:
+        return 0.0
+    return float(20.0 * np.log10((inner.min() + 1e-9) / (np.median(outer) + 1e-9)))
+
+
+def _level_holds(
+    a: np.ndarray,
+    a_at: int,
+    b: np.ndarray,
+    b_pos: int,
+    fade: int,
+    corr: float,
+    rate: int,
+    dip_min_db: float,
+) -> bool:
+    """Whether a jump keeps the level: no dip below dip_min_db, or none deeper (by more
+    than 1 dB) than the music itself goes at that place of one of the two loops (the
+    quiet just before a bar line: a splice there is the best hidden of all)."""
+    dip = _splice_dip(a, a_at, b, b_pos, fade, corr, rate)
+    if dip >= dip_min_db:
+        return True
+    own = min(
+        _splice_dip(a, a_at, a, a_at, fade, 1.0, rate),
+        _splice_dip(b, b_pos, b, b_pos, fade, 1.0, rate),
+    )
+    return dip >= own - 1.0
+
+
 def build_table(
     pool: list[PoolLoop], rate: int, params: VariationParams | None = None
 ) -> JumpTable:
@@ -391,9 +486,20 @@ def build_table(
     channels = {np.asarray(lp.audio).shape[1] for lp in pool}
     if len(channels) != 1:
         raise ValueError(f"variation: loops of the pool differ in channels: {sorted(channels)}")
-    loops = [analyse_loop(lp, rate) for lp in pool]
     fade = max(1, round(p.fade_ms * rate / 1000.0))
     lead = fade + round(p.lead_ms * rate / 1000.0)
+    loops = [analyse_loop(lp, rate, lead) for lp in pool]
+    if float(np.median([lb.sharpness for lb in loops])) < p.soft_below:
+        # at most half a beat, so the fade stays within the beat before the jump
+        beat = min(
+            float(np.median(np.diff(lb.beats))) if lb.beats.size > 1 else lb.frames for lb in loops
+        )
+        fade = max(fade, min(round(p.soft_fade_ms * rate / 1000.0), round(0.5 * beat)))
+        lead = fade + round(p.lead_ms * rate / 1000.0)
+        width = _attack_width(rate)
+        for lb in loops:
+            mono = lb.audio.mean(axis=1).astype(np.float64)
+            lb.before = _window_bands(mono, lb.beats - lead - width, rate)
     shift = max(1, round(p.max_shift_ms * rate / 1000.0))
     triggers = [((lb.beats - lead) % lb.frames).astype(np.int64) for lb in loops]
     jumps: list[list[tuple[Jump, ...]]] = [[() for _ in lb.beats] for lb in loops]
@@ -424,14 +530,20 @@ def build_table(
         cand = np.flatnonzero(ok[g])
         if cand.size == 0:
             continue
-        cand = cand[np.argsort(dist[g, cand])[: p.max_targets]]
+        # the best few by distance, each rendered: a splice that would leave a hole in
+        # the level is not a jump (the next best may be)
+        cand = cand[np.argsort(dist[g, cand])[: 3 * p.max_targets]]
         li, bi = int(where[g, 0]), int(where[g, 1])
         out = []
         for h in cand:
             lj, bj = int(where[h, 0]), int(where[h, 1])
             a_at, b_at = int(triggers[li][bi]), int(triggers[lj][bj])
             pos, r = _splice(monos[li], a_at, monos[lj], b_at, fade, shift)
+            if not _level_holds(monos[li], a_at, monos[lj], pos, fade, r, rate, p.dip_min_db):
+                continue
             out.append(Jump(lj, bj, int(pos), r, float(dist[g, h])))
+            if len(out) == p.max_targets:
+                break
         jumps[li][bi] = tuple(out)
     return JumpTable(rate, loops, triggers, jumps, fade, p)
 
@@ -606,6 +718,7 @@ class Brancher:
                     "from": {"loop": lb.key, "beat": beat},
                     "to": {"loop": table.loops[jump.loop].key, "beat": jump.beat},
                     "at": at,
+                    "fade": table.fade,
                 },
             )
         )
