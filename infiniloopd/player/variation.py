@@ -418,6 +418,22 @@ def _splice(a: np.ndarray, a_pos: int, b: np.ndarray, b_pos: int, fade: int, shi
     return (b_pos - shift + k) % b.size, float(r[k])
 
 
+def _fade_curves(fade: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A jump's equal-power crossfade over `fade` frames: (fade in, fade out, cross term).
+
+    The summed power of a pair with correlation r is 1 + r * cross: its gains are
+    divided by the square root of that (see _pair_corr), so the level holds.
+    """
+    t = (np.arange(fade, dtype=np.float64) + 0.5) / fade
+    return np.sin(0.5 * math.pi * t), np.cos(0.5 * math.pi * t), np.sin(math.pi * t)
+
+
+def _pair_corr(corr: float) -> float:
+    """The correlation a crossfade compensates for (a strongly anti-correlated pair
+    would need gains without bound)."""
+    return float(np.clip(corr, -0.5, 1.0))
+
+
 def _splice_dip(
     a: np.ndarray, a_at: int, b: np.ndarray, b_pos: int, fade: int, corr: float, rate: int
 ) -> float:
@@ -430,12 +446,9 @@ def _splice_dip(
     """
     side = round(0.3 * rate)
     w = max(8, round(0.005 * rate))
-    t = (np.arange(fade) + 0.5) / fade
-    g = 1.0 / np.sqrt(1.0 + float(np.clip(corr, -0.5, 1.0)) * np.sin(np.pi * t))
-    mixed = (
-        _circular(a, a_at, fade) * np.cos(0.5 * np.pi * t) * g
-        + _circular(b, b_pos, fade) * np.sin(0.5 * np.pi * t) * g
-    )
+    fin, fout, cross = _fade_curves(fade)
+    g = 1.0 / np.sqrt(1.0 + _pair_corr(corr) * cross)
+    mixed = (_circular(a, a_at, fade) * fout + _circular(b, b_pos, fade) * fin) * g
     x = np.concatenate([_circular(a, a_at - side, side), mixed, _circular(b, b_pos + fade, side)])
     hop = w // 2
     c2 = np.concatenate([[0.0], np.cumsum(x * x)])
@@ -489,6 +502,7 @@ def build_table(
     fade = max(1, round(p.fade_ms * rate / 1000.0))
     lead = fade + round(p.lead_ms * rate / 1000.0)
     loops = [analyse_loop(lp, rate, lead) for lp in pool]
+    monos = [lb.audio.mean(axis=1).astype(np.float64) for lb in loops]
     if float(np.median([lb.sharpness for lb in loops])) < p.soft_below:
         # at most half a beat, so the fade stays within the beat before the jump
         beat = min(
@@ -497,8 +511,7 @@ def build_table(
         fade = max(fade, min(round(p.soft_fade_ms * rate / 1000.0), round(0.5 * beat)))
         lead = fade + round(p.lead_ms * rate / 1000.0)
         width = _attack_width(rate)
-        for lb in loops:
-            mono = lb.audio.mean(axis=1).astype(np.float64)
+        for lb, mono in zip(loops, monos, strict=True):
             lb.before = _window_bands(mono, lb.beats - lead - width, rate)
     shift = max(1, round(p.max_shift_ms * rate / 1000.0))
     triggers = [((lb.beats - lead) % lb.frames).astype(np.int64) for lb in loops]
@@ -511,7 +524,6 @@ def build_table(
     if vals.size == 0:
         return JumpTable(rate, loops, triggers, jumps, fade, p)
     threshold = float(np.quantile(vals, p.quantile))
-    monos = [lb.audio.mean(axis=1).astype(np.float64) for lb in loops]
     ok = allowed & (dist <= threshold)
     # A loop unlike the rest would never be left: give at least a quarter of its beats
     # (its most alike ones) their best allowed jump, as the Eternal Jukebox lowers its
@@ -626,10 +638,7 @@ class Brancher:
         self._xf = 0
         self._corr = 0.0
         f = table.fade
-        t = (np.arange(f, dtype=np.float64) + 0.5) / f
-        self._fin = np.sin(0.5 * math.pi * t)
-        self._fout = np.cos(0.5 * math.pi * t)
-        self._s = np.sin(math.pi * t)  # 2 sin cos: the cross term of the summed power
+        self._fin, self._fout, self._s = _fade_curves(f)
         self._g = np.empty(f, dtype=np.float64)
         self._gain = np.empty(f, dtype=np.float32)
         channels = table.loops[0].audio.shape[1]
@@ -704,7 +713,7 @@ class Brancher:
             return
         jump = self._pick(options)
         self._tail_loop, self._tail_pos = here, deck.pos
-        self._xf, self._corr = 0, float(np.clip(jump.corr, -0.5, 1.0))
+        self._xf, self._corr = 0, _pair_corr(jump.corr)
         self.loop, self.beat = jump.loop, (jump.beat + 1) % table.loops[jump.loop].beats.size
         deck.pos = jump.pos
         deck.audio = table.loops[jump.loop].audio  # what the deck plays now (status)
