@@ -176,6 +176,25 @@ def test_no_jump_digs_a_hole_in_the_level():
     assert not [j for per_beat in guarded.jumps[0] for j in per_beat if j.loop == 1]
 
 
+def test_no_jump_is_taken_again_while_it_is_recent(pool, table):
+    # the same jump each time the music comes round would be a shorter exact loop
+    def repeats(t) -> int:
+        count = 0
+        for seed in range(4):
+            _, jumps = render(pool[0].audio, Brancher(t, seed=seed), 90.0)
+            edges = [
+                (j["from"]["loop"], j["from"]["beat"], j["to"]["loop"], j["to"]["beat"])
+                for j in jumps
+            ]
+            assert len(edges) >= 10, edges
+            count += sum(1 for i in range(1, len(edges)) if edges[i] in edges[max(0, i - 4) : i])
+        return count
+
+    assert repeats(table) == 0
+    # the control: without the rule this pool repeats its recent jumps
+    assert repeats(build_table(pool, RATE, VariationParams(recent_jumps=0))) > 0
+
+
 def test_a_seed_gives_the_same_path(pool, table):
     a, ja = render(pool[0].audio, Brancher(table, seed=11), 30.0)
     b, jb = render(pool[0].audio, Brancher(table, seed=11), 30.0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,10 @@ class VariationParams:
     # Jumping between two identical halves of a loop changes nothing a listener hears.
     novelty_min: float = 0.5
     novelty_beats: int = 8
+    # None of the last few jumps is taken again: the same jump at the same beat, each
+    # time the music comes round, would make a shorter exact loop (or, two jumps that
+    # lead into each other, a longer one).
+    recent_jumps: int = 4
     # The level through a jump's crossfade: the quietest 5 ms within 20 ms of the
     # crossfade against the level around it (40-300 ms either side) must stay above this,
     # or no lower than either loop's own level at that place (music that goes quiet
@@ -637,6 +642,8 @@ class Brancher:
         self._tail_pos = 0
         self._xf = 0
         self._corr = 0.0
+        # (from loop, from beat, to loop, to beat) of the last jumps taken
+        self._recent: deque[tuple[int, int, int, int]] = deque(maxlen=table.params.recent_jumps)
         f = table.fade
         self._fin, self._fout, self._s = _fade_curves(f)
         self._g = np.empty(f, dtype=np.float64)
@@ -706,12 +713,15 @@ class Brancher:
         self.beat = (beat + 1) % lb.beats.size
         self.since += 1
         options = table.jumps[here][beat]
+        if self._recent:
+            options = tuple(j for j in options if (here, beat, j.loop, j.beat) not in self._recent)
         if not options or self._tail_loop >= 0 or not jumps:
             return
         chance = self._chance(int(lb.bar_pos[beat]))
         if chance <= 0.0 or self.rng.random() >= chance:
             return
         jump = self._pick(options)
+        self._recent.append((here, beat, jump.loop, jump.beat))
         self._tail_loop, self._tail_pos = here, deck.pos
         self._xf, self._corr = 0, _pair_corr(jump.corr)
         self.loop, self.beat = jump.loop, (jump.beat + 1) % table.loops[jump.loop].beats.size
